@@ -1,0 +1,325 @@
+"""The one module that imports bcc: load functions, attach, detach, translate errors.
+
+bcc is imported on the first attach, never by ``import ebpfhooks``. Every bcc
+failure (bcc raises bare ``Exception``) is turned here into a typed error,
+using the errno bcc's ctypes layer saved, so callers never match message text.
+
+Each ``attach_*`` returns a detach callable (and, for raw sockets, the socket
+fd); the :class:`ebpfhooks.Link` owns it.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from ebpfhooks.errors import (
+    AttachError,
+    BccNotFoundError,
+    HookPermissionError,
+    ProgramError,
+)
+
+Detach = Callable[[], None]
+
+_INSTALL_HINT = (
+    "bcc's Python module is not importable: install it from the distribution "
+    "(Debian/Ubuntu: apt-get install python3-bpfcc; Fedora: dnf install python3-bcc) "
+    "and use a Python that sees it (a venv made with --system-site-packages); "
+    "it is not on PyPI (the PyPI package named 'bcc' is unrelated)"
+)
+
+#: bcc program types by the names ebpfhooks uses.
+PROGRAM_TYPES = ("SOCKET_FILTER", "KPROBE", "TRACEPOINT", "XDP", "RAW_TRACEPOINT")
+
+_bcc: ModuleType | None = None
+
+CAPS_TRACING = "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"
+CAPS_NET = "CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN)"
+
+
+def load() -> ModuleType:
+    """Import bcc once, or raise :class:`BccNotFoundError` saying how to install it."""
+    global _bcc
+    if _bcc is None:
+        try:
+            import bcc
+        except ImportError as err:
+            raise BccNotFoundError(_INSTALL_HINT) from err
+        _bcc = bcc
+    return _bcc
+
+
+def version() -> str | None:
+    """bcc's version string, or None when bcc is not importable."""
+    try:
+        return str(getattr(load(), "__version__", "unknown"))
+    except BccNotFoundError:
+        return None
+
+
+def _lib() -> Any:
+    return load().libbcc.lib
+
+
+def _errno_now() -> int:
+    import ctypes
+
+    return ctypes.get_errno()
+
+
+def _is_bcc_bpf(bpf: Any) -> bool:
+    return hasattr(bpf, "module") and hasattr(bpf, "funcs")
+
+
+def function_names(bpf: Any) -> list[str]:
+    """The functions a compiled bcc module defines (for error messages)."""
+    if not _is_bcc_bpf(bpf) or not bpf.module:
+        return []
+    lib = _lib()
+    names = []
+    for i in range(lib.bpf_num_functions(bpf.module)):
+        raw = lib.bpf_function_name(bpf.module, i)
+        if raw:
+            names.append(raw.decode(errors="replace"))
+    return names
+
+
+def _load_func(bpf: Any, fn_name: str, prog_type: str, what: str) -> Any:
+    """Load ``fn_name`` as ``prog_type``, with typed errors."""
+    bcc = load()
+    name = fn_name.encode()
+    # bcc caches loaded functions by name only, whatever type they were loaded
+    # as; remember the type so a second hook of another kind gets a clear error
+    # instead of the kernel's EINVAL.
+    types: dict[str, str] = bpf.__dict__.setdefault("_ebpfhooks_types", {})
+    if name in bpf.funcs:
+        had = types.get(fn_name)
+        if had is not None and had != prog_type:
+            raise ProgramError(
+                f"function {fn_name!r} is already loaded as a {had} program; {what} needs "
+                f"{prog_type}: define a separate function for this hook"
+            )
+        return bpf.funcs[name]
+    if _is_bcc_bpf(bpf) and bpf.module and not _lib().bpf_function_start(bpf.module, name):
+        have = function_names(bpf)
+        raise ProgramError(
+            f"the BPF module defines no function {fn_name!r}"
+            + (f"; it defines: {', '.join(have)}" if have else "")
+        )
+    try:
+        fn = bpf.load_func(name, getattr(bcc.BPF, prog_type))
+    except Exception as err:
+        code = _errno_now()
+        if code in (_errno.EPERM, _errno.EACCES) and "privilege" in str(err):
+            raise HookPermissionError(
+                f"loading {fn_name!r} needs privileges: {CAPS_TRACING}; run as root",
+                capability="CAP_BPF",
+            ) from err
+        raise ProgramError(
+            f"the kernel refused to load {fn_name!r} as a {prog_type} program for {what} "
+            f"({os.strerror(code) if code else err}); check that its arguments fit the hook "
+            "(bcc prints the verifier log above)"
+        ) from err
+    types[fn_name] = prog_type
+    return fn
+
+
+def _attach_error(what: str, err: BaseException, caps: str, hint: str = "") -> Exception:
+    code = _errno_now()
+    if code in (_errno.EPERM, _errno.EACCES):
+        return HookPermissionError(
+            f"attaching {what} was refused ({os.strerror(code)}): needs {caps}; run as root",
+            capability=caps.split()[0],
+        )
+    reason = os.strerror(code) if code else str(err)
+    msg = f"the kernel refused to attach {what}: {reason}"
+    if code == _errno.EEXIST or code == _errno.EBUSY:
+        msg += "; something is already attached there"
+    if hint:
+        msg += f"; {hint}"
+    return AttachError(msg, errno=code or None)
+
+
+def attach_kprobe(
+    bpf: Any, fn_name: str, symbol: str, offset: int, *, ret: bool, maxactive: int, what: str
+) -> Detach:
+    """Attach a kprobe (``ret=False``) or kretprobe; return its detach."""
+    fn_b = fn_name.encode()
+    _load_func(bpf, fn_name, "KPROBE", what)
+    try:
+        if ret:
+            bpf.attach_kretprobe(event=symbol.encode(), fn_name=fn_b, maxactive=maxactive)
+        else:
+            bpf.attach_kprobe(event=symbol.encode(), event_off=offset, fn_name=fn_b)
+    except Exception as err:
+        raise _attach_error(
+            what, err, CAPS_TRACING,
+            "the function may be inlined, marked notrace, or on the kprobe blacklist",
+        ) from err
+
+    def detach() -> None:
+        ev = (b"r_" if ret else b"p_") + symbol.encode().replace(b"+", b"_").replace(b".", b"_")
+        if fn_b not in bpf.kprobe_fds.get(ev, {}):
+            return  # bcc's own cleanup already ran
+        try:
+            bpf.detach_kprobe_event_by_fn(ev, fn_b)
+        except Exception as err:
+            raise AttachError(f"detaching {what} failed: {err}") from err
+
+    return detach
+
+
+def attach_tracepoint(bpf: Any, fn_name: str, category: str, event: str, *, what: str) -> Detach:
+    """Attach a tracepoint program; return its detach."""
+    _load_func(bpf, fn_name, "TRACEPOINT", what)
+    tp = f"{category}:{event}".encode()
+    if tp in bpf.tracepoint_fds:
+        raise AttachError(
+            f"{what} is already attached in this BPF object; "
+            "bcc keeps one program per tracepoint per BPF object: use another BPF object"
+        )
+    try:
+        bpf.attach_tracepoint(tp=tp, fn_name=fn_name.encode())
+    except Exception as err:
+        raise _attach_error(what, err, CAPS_TRACING) from err
+
+    def detach() -> None:
+        if tp not in bpf.tracepoint_fds:
+            return
+        try:
+            bpf.detach_tracepoint(tp)
+        except Exception as err:
+            raise AttachError(f"detaching {what} failed: {err}") from err
+
+    return detach
+
+
+def attach_raw_tracepoint(bpf: Any, fn_name: str, event: str, *, what: str) -> Detach:
+    """Attach a raw tracepoint program; return its detach."""
+    _load_func(bpf, fn_name, "RAW_TRACEPOINT", what)
+    tp = event.encode()
+    if tp in bpf.raw_tracepoint_fds:
+        raise AttachError(
+            f"{what} is already attached in this BPF object; "
+            "bcc keeps one program per raw tracepoint per BPF object: use another BPF object"
+        )
+    try:
+        bpf.attach_raw_tracepoint(tp=tp, fn_name=fn_name.encode())
+    except Exception as err:
+        raise _attach_error(what, err, CAPS_TRACING) from err
+
+    def detach() -> None:
+        if tp not in bpf.raw_tracepoint_fds:
+            return
+        try:
+            bpf.detach_raw_tracepoint(tp)
+        except Exception as err:
+            raise AttachError(f"detaching {what} failed: {err}") from err
+
+    return detach
+
+
+def attach_uprobe(
+    bpf: Any,
+    fn_name: str,
+    path: str,
+    file_offset: int,
+    *,
+    pid: int | None,
+    ret: bool,
+    what: str,
+) -> Detach:
+    """Attach a uprobe/uretprobe at exactly ``path`` + ``file_offset``; return its detach.
+
+    bcc's ``attach_uprobe`` would resolve the symbol again with its own
+    resolver; we pass the kernel the file offset ebpfhooks resolved, through
+    libbcc's ``bpf_attach_uprobe``, and register the fd with the BPF object so
+    bcc's cleanup knows it too.
+    """
+    fn = _load_func(bpf, fn_name, "KPROBE", what)
+    lib = _lib()
+    c_pid = -1 if pid is None else pid
+    path_b = os.fsencode(path)
+    ev = bpf._get_uprobe_evname(b"r" if ret else b"p", path_b, file_offset, c_pid)
+    ev += b"_" + fn_name.encode()
+    if ev in bpf.uprobe_fds:
+        raise AttachError(f"{what} is already attached to {fn_name!r} in this BPF object")
+    bpf._check_probe_quota(1)
+    fd = lib.bpf_attach_uprobe(fn.fd, 1 if ret else 0, ev, path_b, file_offset, c_pid)
+    if fd < 0:
+        raise _attach_error(what, OSError(_errno_now(), "bpf_attach_uprobe"), CAPS_TRACING)
+    bpf._add_uprobe_fd(ev, fd)
+
+    def detach() -> None:
+        if ev not in bpf.uprobe_fds:
+            return
+        try:
+            bpf.detach_uprobe_event(ev)
+        except Exception as err:
+            raise AttachError(f"detaching {what} failed: {err}") from err
+
+    return detach
+
+
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1
+
+
+def attach_xdp(bpf: Any, fn_name: str, interface: str, mode_flags: int, *, what: str) -> Detach:
+    """Attach an XDP program (netlink, refusing to replace another); return its detach."""
+    bcc = load()
+    fn = _load_func(bpf, fn_name, "XDP", what)
+    dev = interface.encode()
+    try:
+        bcc.BPF.attach_xdp(dev, fn, mode_flags | XDP_FLAGS_UPDATE_IF_NOEXIST)
+    except Exception as err:
+        code = _errno_now()
+        if code in (_errno.EBUSY, _errno.EEXIST):
+            raise AttachError(
+                f"the kernel refused to attach {what}: interface {interface!r} already has an "
+                "XDP program; ebpfhooks never replaces one it does not own "
+                f"(see it with: ip link show dev {interface}; remove it with: "
+                f"ip link set dev {interface} xdp off)",
+                errno=code,
+            ) from err
+        raise _attach_error(
+            what, err, CAPS_NET,
+            "native (drv) mode needs driver support; try mode skb (generic)",
+        ) from err
+
+    def detach() -> None:
+        try:
+            bcc.BPF.remove_xdp(dev, mode_flags)
+        except Exception as err:
+            code = _errno_now()
+            if code in (_errno.ENODEV, _errno.ENOENT):
+                return  # the interface is gone, and the program with it
+            raise AttachError(f"detaching {what} failed: {err}", errno=code or None) from err
+
+    return detach
+
+
+def attach_raw_socket(bpf: Any, fn_name: str, interface: str, *, what: str) -> tuple[Detach, int]:
+    """Open a raw socket on ``interface`` with the program attached; return (detach, fd)."""
+    bcc = load()
+    fn = _load_func(bpf, fn_name, "SOCKET_FILTER", what)
+    try:
+        bcc.BPF.attach_raw_socket(fn, interface.encode())
+    except Exception as err:
+        sock = getattr(fn, "sock", None)
+        if isinstance(sock, int) and sock >= 0:
+            os.close(sock)
+        raise _attach_error(what, err, CAPS_NET.replace("CAP_BPF and ", "CAP_NET_RAW, ")) from err
+    fd: int = fn.sock
+    closed = False
+
+    def detach() -> None:
+        nonlocal closed
+        if not closed:
+            closed = True
+            os.close(fd)
+
+    return detach, fd

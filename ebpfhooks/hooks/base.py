@@ -1,0 +1,283 @@
+"""The pieces every hook kind shares: :class:`Hook`, :class:`Program`, :class:`Link`.
+
+Data flows one way: spec text -> :func:`ebpfhooks.spec.parse` -> a :class:`Hook`
+(a frozen value) -> :meth:`Hook.resolve` asks ``kernel/`` or ``elf/`` -> a
+:class:`Resolution` -> :meth:`Hook.attach` hands it to the bcc adapter -> a
+:class:`Link` owns the attachment until :meth:`Link.detach` or interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import re
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+import attrs
+
+from ebpfhooks.errors import ProgramError, SpecError
+
+__all__ = ["Hook", "Link", "Program", "Resolution"]
+
+_C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@attrs.frozen
+class Resolution:
+    """What a hook resolved to on this system, before anything is attached.
+
+    Subclasses add the facts of their kind (kernel symbol and address,
+    tracepoint id, ELF file offset, interface index). ``note`` explains any
+    choice made for the user (a syscall wrapper, a renamed clone, an IFUNC).
+    """
+
+    hook: Hook
+    note: str | None = attrs.field(default=None, kw_only=True)
+
+    def describe(self) -> str:
+        """One line saying what will be probed (the kind's own facts)."""
+        return str(self.hook)
+
+    def __str__(self) -> str:
+        text = self.describe()
+        if self.note:
+            text += f" ({self.note})"
+        return text
+
+
+@attrs.frozen
+class Hook:
+    """Base class of the eight hook kinds: a frozen, validated, hashable value.
+
+    Build one from a spec with :meth:`from_spec` or from a kind's class::
+
+        >>> import ebpfhooks
+        >>> hook = ebpfhooks.Hook.from_spec("t:syscalls:sys_enter_openat")
+        >>> hook
+        Tracepoint(category='syscalls', event='sys_enter_openat')
+        >>> str(hook)
+        'tracepoint:syscalls:sys_enter_openat'
+
+    Class data carries the seed table's facts for each kind: ``kind``,
+    ``hooks`` (what it hooks), ``fires`` (when the program runs), ``bcc_entry``,
+    ``stable`` (whether the interface is a stable kernel ABI), ``overhead``
+    (the seed's rating) and ``min_kernel``.
+    """
+
+    kind: ClassVar[str] = ""
+    hooks: ClassVar[str] = ""
+    fires: ClassVar[str] = ""
+    bcc_entry: ClassVar[str] = ""
+    stable: ClassVar[bool] = False
+    overhead: ClassVar[str] = ""
+    min_kernel: ClassVar[tuple[int, int]] = (0, 0)
+    #: The bcc program type name (``BPF.KPROBE`` ...) the function is loaded as.
+    program_type: ClassVar[str] = ""
+
+    @classmethod
+    def from_spec(cls, text: str) -> Hook:
+        """Parse a hook spec (bpftrace or libbpf spelling) into a hook.
+
+        Called on a kind's class, the spec must be of that kind.
+
+        >>> Hook.from_spec("kprobe:vfs_read+0x10")
+        Kprobe(symbol='vfs_read', module=None, offset=16)
+
+        Raises :class:`ebpfhooks.SpecError` (a ``ValueError``) with a caret
+        under the offending column.
+        """
+        from ebpfhooks.spec import parse
+
+        hook = parse(text)
+        if cls is not Hook and not isinstance(hook, cls):
+            raise SpecError(
+                f"expected a {cls.kind} spec, got a {hook.kind} one",
+                spec=text,
+                column=0,
+                length=len(text.split(":", 1)[0]),
+                hint=f"use Hook.from_spec() for any kind, or write '{cls.kind}:...'",
+            )
+        return hook
+
+    def resolve(self) -> Resolution:
+        """Check the target against the running system, without attaching."""
+        raise NotImplementedError
+
+    def check_supported(self) -> None:
+        """Raise :class:`ebpfhooks.NotSupportedError` if this kernel cannot attach the kind."""
+
+    def attach(self, prog: Program | Any, fn_name: str | None = None) -> Link:
+        """Resolve the hook and attach ``prog`` to it; return the owning :class:`Link`.
+
+        ``prog`` is a :class:`Program`, or a bcc ``BPF`` object with ``fn_name``.
+        The link stays attached until ``link.detach()``, the end of a ``with``
+        block, or interpreter exit (not garbage collection).
+
+        Raises :class:`ebpfhooks.NotSupportedError` when the kernel cannot do
+        this kind, a ``LookupError`` subclass when the target is missing,
+        :class:`ebpfhooks.HookPermissionError` without the needed capability and
+        :class:`ebpfhooks.AttachError` when the kernel refuses.
+        """
+        program = Program.coerce(prog, fn_name)
+        self.check_supported()
+        resolution = self.resolve()
+        detach, fd = self._attach_resolved(program, resolution)
+        return Link(self, resolution, program, detach, fd=fd)
+
+    def _attach_resolved(
+        self, program: Program, resolution: Resolution
+    ) -> tuple[Callable[[], None], int | None]:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.spec()
+
+    def spec(self) -> str:
+        """The canonical spec; ``Hook.from_spec(hook.spec()) == hook``."""
+        raise NotImplementedError
+
+
+@attrs.frozen
+class Program:
+    """A function in a compiled bcc ``BPF`` module, ready to attach.
+
+    >>> from bcc import BPF                                  # doctest: +SKIP
+    >>> prog = Program(BPF(text=SOURCE), "on_open")          # doctest: +SKIP
+
+    ``fn_name`` must be a C identifier; whether the module defines it is checked
+    when the program is attached (:class:`ebpfhooks.ProgramError` lists the
+    functions it does define). The ``BPF`` object stays the caller's: close it
+    with ``bpf.cleanup()`` (or use it as a context manager) when done.
+    """
+
+    bpf: Any = attrs.field(eq=False)
+    fn_name: str = attrs.field()
+
+    @fn_name.validator
+    def _check_fn_name(self, _attr: attrs.Attribute[str], value: str) -> None:
+        if not isinstance(value, str) or not _C_IDENT.match(value):
+            raise ProgramError(
+                f"program function name {value!r} is not a C identifier; "
+                "pass the name of a function defined in the BPF source, e.g. Program(bpf, 'on_open')"
+            )
+
+    @classmethod
+    def coerce(cls, prog: Program | Any, fn_name: str | None) -> Program:
+        """Accept a :class:`Program`, or a bcc ``BPF`` object plus ``fn_name``."""
+        if isinstance(prog, Program):
+            if fn_name is not None and fn_name != prog.fn_name:
+                raise ProgramError(
+                    f"fn_name={fn_name!r} given with Program(..., {prog.fn_name!r}); "
+                    "pass one or the other"
+                )
+            return prog
+        if fn_name is None:
+            raise ProgramError(
+                "attach() got a BPF object without fn_name; "
+                "pass attach(bpf, fn_name='...') or attach(ebpfhooks.Program(bpf, '...'))"
+            )
+        return cls(prog, fn_name)
+
+
+_live_links: set[Link] = set()
+_live_lock = threading.Lock()
+_atexit_registered = False
+
+
+def _detach_all_at_exit() -> None:
+    with _live_lock:
+        links = list(_live_links)
+    for link in links:
+        try:
+            link.detach()
+        except Exception:  # noqa: BLE001 - at exit, detach everything we can
+            pass
+
+
+def _register(link: Link) -> None:
+    # Registered at the first attach, i.e. after the BPF object registered bcc's
+    # own atexit cleanup; atexit runs in reverse, so ours runs before bcc's.
+    global _atexit_registered
+    with _live_lock:
+        _live_links.add(link)
+        if not _atexit_registered:
+            atexit.register(_detach_all_at_exit)
+            _atexit_registered = True
+
+
+def live_links() -> list[Link]:
+    """The links of this process that are still attached."""
+    with _live_lock:
+        return list(_live_links)
+
+
+class Link:
+    """An attachment owned by this process: detach it, or let ``with`` do it.
+
+    >>> with hook.attach(prog) as link:                     # doctest: +SKIP
+    ...     assert link.attached
+    >>> link.attached                                       # doctest: +SKIP
+    False
+
+    ``detach()`` twice is harmless. Links still attached at interpreter exit
+    are detached then (XDP programs and raw sockets included, which bcc's own
+    cleanup leaves behind). ``fd`` is the raw socket's file descriptor for
+    ``raw_socket`` hooks (read packets from it), ``None`` otherwise.
+    """
+
+    __slots__ = ("_detach", "_lock", "fd", "hook", "program", "resolution")
+
+    def __init__(
+        self,
+        hook: Hook,
+        resolution: Resolution,
+        program: Program,
+        detach: Callable[[], None],
+        *,
+        fd: int | None = None,
+    ) -> None:
+        self.hook = hook
+        self.resolution = resolution
+        self.program = program
+        self.fd = fd
+        self._detach: Callable[[], None] | None = detach
+        self._lock = threading.Lock()
+        _register(self)
+
+    @property
+    def attached(self) -> bool:
+        """True until :meth:`detach` has run."""
+        return self._detach is not None
+
+    def detach(self) -> None:
+        """Detach the program from the hook; calling it again does nothing.
+
+        Raises :class:`ebpfhooks.AttachError` if the kernel refuses (the link is
+        then still considered attached, so a retry is possible).
+        """
+        with self._lock:
+            detach = self._detach
+            if detach is None:
+                return
+            detach()
+            self._detach = None
+            self.fd = None
+        with _live_lock:
+            _live_links.discard(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.detach()
+
+    def __repr__(self) -> str:
+        state = "attached" if self.attached else "detached"
+        return f"<Link {self.hook} -> {self.program.fn_name} ({state})>"
