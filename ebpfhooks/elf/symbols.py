@@ -1,0 +1,562 @@
+"""ELF symbol tables read in bulk: ``.dynsym``, ``.symtab``, versions and hash lookups.
+
+Symbol tables are unpacked with :func:`struct.iter_unpack` over the whole
+section (tens of thousands of symbols in milliseconds); a lookup by name first
+finds the name's offsets in the string table, then scans only the ``st_name``
+column. Exported names are looked up through ``.gnu.hash`` (or ``.hash``).
+
+>>> syms = SymbolIndex(ElfFile.open(pathlib.Path("/lib/x86_64-linux-gnu/libc.so.6")))
+>>> [s.versioned_name for s in syms.lookup("malloc")]  # doctest: +SKIP
+['malloc@@GLIBC_2.2.5']
+"""
+
+from __future__ import annotations
+
+import pathlib  # noqa: F401  (used in docstring examples)
+import struct
+from collections.abc import Iterable
+
+import attrs
+
+from ebpfhooks.elf.elffile import ElfFile, Section
+
+__all__ = [
+    "BINDINGS",
+    "TYPES",
+    "ElfSymbol",
+    "SymbolIndex",
+    "SymbolTable",
+    "VersionInfo",
+    "gnu_hash",
+    "parse_needed",
+    "parse_symbols",
+    "parse_verdef",
+    "parse_verneed",
+    "parse_versym",
+    "split_version",
+    "sysv_hash",
+]
+
+SHT_SYMTAB = 2
+SHT_HASH = 5
+SHT_DYNAMIC = 6
+SHT_DYNSYM = 11
+SHT_GNU_HASH = 0x6FFFFFF6
+SHT_GNU_VERDEF = 0x6FFFFFFD
+SHT_GNU_VERNEED = 0x6FFFFFFE
+SHT_GNU_VERSYM = 0x6FFFFFFF
+STT_FUNC = 2
+STT_GNU_IFUNC = 10
+SHN_UNDEF = 0
+VERSYM_HIDDEN = 0x8000
+DT_NEEDED = 1
+
+#: st_info type numbers to the names readelf prints.
+TYPES: dict[int, str] = {0: "NOTYPE", 1: "OBJECT", 2: "FUNC", 3: "SECTION", 4: "FILE",
+                         5: "COMMON", 6: "TLS", 10: "IFUNC"}
+#: st_info binding numbers to the names readelf prints.
+BINDINGS: dict[int, str] = {0: "LOCAL", 1: "GLOBAL", 2: "WEAK", 10: "UNIQUE"}
+
+
+@attrs.frozen
+class ElfSymbol:
+    """One symbol of an ELF symbol table, version attached.
+
+    >>> ElfSymbol("malloc", "GLIBC_2.2.5", True, 0x9a0f0, 0x1e0, "FUNC", "GLOBAL", 15,
+    ...           ".dynsym").versioned_name
+    'malloc@@GLIBC_2.2.5'
+    """
+
+    name: str  #: name without version
+    version: str | None  #: symbol version, if any
+    default: bool  #: the default version (``@@``) rather than a hidden one (``@``)
+    value: int  #: st_value: the ELF virtual address for defined symbols
+    size: int
+    type: str  #: 'FUNC', 'IFUNC', 'NOTYPE', 'OBJECT', ... (or 'TYPE<n>')
+    binding: str  #: 'GLOBAL', 'WEAK', 'LOCAL', 'UNIQUE' (or 'BIND<n>')
+    shndx: int  #: section index; 0 means undefined (imported)
+    table: str  #: '.dynsym', '.symtab', or 'debug:<file>' for a separate debug file
+    library: str | None = None  #: for imported versioned symbols, the library (verneed)
+
+    @property
+    def defined(self) -> bool:
+        """True when the symbol is defined in this file (not imported)."""
+        return self.shndx != SHN_UNDEF
+
+    @property
+    def is_function(self) -> bool:
+        """True for FUNC and IFUNC symbols."""
+        return self.type in ("FUNC", "IFUNC")
+
+    @property
+    def versioned_name(self) -> str:
+        """``name@@VERSION`` / ``name@VERSION`` / ``name`` as readelf shows it."""
+        if not self.version:
+            return self.name
+        return f"{self.name}{'@@' if self.default else '@'}{self.version}"
+
+
+def split_version(name: str) -> tuple[str, str | None, bool | None]:
+    """Split ``'memcpy@@GLIBC_2.14'`` into ``('memcpy', 'GLIBC_2.14', True)``.
+
+    The third element is True for ``@@`` (default version), False for ``@``
+    and None when no version is given.
+
+    >>> split_version("memcpy@GLIBC_2.2.5")
+    ('memcpy', 'GLIBC_2.2.5', False)
+    >>> split_version("malloc")
+    ('malloc', None, None)
+
+    Raises nothing.
+    """
+    base, sep, ver = name.partition("@")
+    if not sep:
+        return name, None, None
+    if ver.startswith("@"):
+        return base, ver[1:], True
+    return base, ver, False
+
+
+def gnu_hash(name: bytes) -> int:
+    """The DT_GNU_HASH hash of ``name`` (h = h * 33 + c, from 5381).
+
+    >>> hex(gnu_hash(b"printf"))
+    '0x156b2bb8'
+    """
+    h = 5381
+    for c in name:
+        h = (h * 33 + c) & 0xFFFFFFFF
+    return h
+
+
+def sysv_hash(name: bytes) -> int:
+    """The classic DT_HASH (SysV) hash of ``name``.
+
+    >>> hex(sysv_hash(b"printf"))
+    '0x77905a6'
+    """
+    h = 0
+    for c in name:
+        h = ((h << 4) + c) & 0xFFFFFFFF
+        g = h & 0xF0000000
+        if g:
+            h ^= g >> 24
+        h &= ~g & 0xFFFFFFFF
+    return h
+
+
+def _cstr(data: bytes, offset: int) -> str:
+    end = data.find(b"\0", offset)
+    if end < 0:
+        end = len(data)
+    return data[offset:end].decode("utf-8", "replace")
+
+
+def parse_symbols(entries: bytes, elfclass: int, endian: str = "<") -> list[tuple[int, ...]]:
+    """Unpack a whole symbol table into ``(st_name, st_info, st_shndx, st_value, st_size)``.
+
+    >>> parse_symbols(bytes(24), 64)
+    [(0, 0, 0, 0, 0)]
+
+    Raises nothing: a trailing partial entry is ignored.
+    """
+    if elfclass == 64:
+        size = 24
+        whole = len(entries) - len(entries) % size
+        return [(n, info, shndx, value, sz) for n, info, _o, shndx, value, sz
+                in struct.iter_unpack(endian + "IBBHQQ", entries[:whole])]
+    size = 16
+    whole = len(entries) - len(entries) % size
+    return [(n, info, shndx, value, sz) for n, value, sz, info, _o, shndx
+            in struct.iter_unpack(endian + "IIIBBH", entries[:whole])]
+
+
+def parse_versym(data: bytes, endian: str = "<") -> list[int]:
+    """Unpack ``.gnu.version``: one 16-bit version index per dynamic symbol.
+
+    >>> parse_versym(b"\\x00\\x00\\x02\\x80")
+    [0, 32770]
+    """
+    whole = len(data) - len(data) % 2
+    return [v for (v,) in struct.iter_unpack(endian + "H", data[:whole])]
+
+
+def parse_verdef(data: bytes, strtab: bytes, count: int, endian: str = "<") -> dict[int, str]:
+    """Parse ``.gnu.version_d`` into ``{version index: version name}``.
+
+    The base entry (the file's own name, ``VER_FLG_BASE``) is left out.
+
+    >>> parse_verdef(b"", b"", 0)
+    {}
+
+    Raises nothing: a damaged chain stops the walk.
+    """
+    out: dict[int, str] = {}
+    pos = 0
+    for _ in range(count):
+        if pos + 20 > len(data):
+            break
+        _ver, flags, ndx, cnt, _hash, aux, nxt = struct.unpack_from(endian + "HHHHIII", data, pos)
+        if cnt and pos + aux + 8 <= len(data) and not flags & 1:
+            (name_off, _anext) = struct.unpack_from(endian + "II", data, pos + aux)
+            out[ndx & 0x7FFF] = _cstr(strtab, name_off)
+        if not nxt:
+            break
+        pos += nxt
+    return out
+
+
+def parse_verneed(data: bytes, strtab: bytes, count: int,
+                  endian: str = "<") -> dict[int, tuple[str, str]]:
+    """Parse ``.gnu.version_r`` into ``{version index: (version name, library file)}``.
+
+    >>> parse_verneed(b"", b"", 0)
+    {}
+
+    Raises nothing: a damaged chain stops the walk.
+    """
+    out: dict[int, tuple[str, str]] = {}
+    pos = 0
+    for _ in range(count):
+        if pos + 16 > len(data):
+            break
+        _ver, cnt, file_off, aux, nxt = struct.unpack_from(endian + "HHIII", data, pos)
+        lib = _cstr(strtab, file_off)
+        apos = pos + aux
+        for _ in range(cnt):
+            if apos + 16 > len(data):
+                break
+            _h, _flags, other, name_off, anext = struct.unpack_from(endian + "IHHII", data, apos)
+            out[other & 0x7FFF] = (_cstr(strtab, name_off), lib)
+            if not anext:
+                break
+            apos += anext
+        if not nxt:
+            break
+        pos += nxt
+    return out
+
+
+def parse_needed(dynamic: bytes, strtab: bytes, elfclass: int, endian: str = "<") -> list[str]:
+    """The ``DT_NEEDED`` library names of a ``.dynamic`` section.
+
+    >>> parse_needed(b"", b"", 64)
+    []
+    """
+    fmt = endian + ("qQ" if elfclass == 64 else "iI")
+    size = struct.calcsize(fmt)
+    whole = len(dynamic) - len(dynamic) % size
+    out = []
+    for tag, val in struct.iter_unpack(fmt, dynamic[:whole]):
+        if tag == 0:
+            break
+        if tag == DT_NEEDED:
+            out.append(_cstr(strtab, val))
+    return out
+
+
+@attrs.frozen
+class VersionInfo:
+    """Symbol versioning of one file: per-symbol indexes and what they name."""
+
+    versym: list[int]
+    defined: dict[int, str]
+    needed: dict[int, tuple[str, str]]
+
+
+class SymbolTable:
+    """One symbol table section (``.dynsym`` or ``.symtab``) held as raw bytes.
+
+    Names are decoded lazily; :meth:`find` looks a name up without decoding the
+    other names.
+
+    >>> SymbolTable(elf, elf.section(".dynsym")).find("malloc")  # doctest: +SKIP
+    """
+
+    def __init__(self, elf: ElfFile, sec: Section, versions: VersionInfo | None = None,
+                 label: str | None = None) -> None:
+        self.elf = elf
+        self.section = sec
+        self.label = label or sec.name
+        self.elfclass = elf.header.elfclass
+        self.endian = elf.header.endian
+        self.entsize = 24 if self.elfclass == 64 else 16
+        self.raw = elf.data(sec)
+        strsec = elf.sections[sec.link] if 0 < sec.link < len(elf.sections) else None
+        self.strtab = elf.data(strsec) if strsec is not None else b""
+        self.versions = versions
+        self._names: list[int] | None = None
+        self._all: list[ElfSymbol] | None = None
+
+    def __len__(self) -> int:
+        return len(self.raw) // self.entsize
+
+    def _name_column(self) -> list[int]:
+        if self._names is None:
+            fmt = self.endian + ("I20x" if self.elfclass == 64 else "I12x")
+            whole = len(self.raw) - len(self.raw) % self.entsize
+            self._names = [n for (n,) in struct.iter_unpack(fmt, self.raw[:whole])]
+        return self._names
+
+    def symbol(self, index: int) -> ElfSymbol:
+        """Decode the symbol at ``index``."""
+        pos = index * self.entsize
+        if self.elfclass == 64:
+            n, info, _o, shndx, value, size = struct.unpack_from(
+                self.endian + "IBBHQQ", self.raw, pos)
+        else:
+            n, value, size, info, _o, shndx = struct.unpack_from(
+                self.endian + "IIIBBH", self.raw, pos)
+        return self._make(index, n, info, shndx, value, size)
+
+    def _make(self, index: int, n: int, info: int, shndx: int, value: int,
+              size: int) -> ElfSymbol:
+        full = _cstr(self.strtab, n) if n < len(self.strtab) else ""
+        name, version, default = split_version(full)
+        library = None
+        vers = self.versions
+        if version is None and vers is not None and index < len(vers.versym):
+            vs = vers.versym[index]
+            ndx = vs & 0x7FFF
+            if ndx > 1:
+                if ndx in vers.defined:
+                    version = vers.defined[ndx]
+                elif ndx in vers.needed:
+                    version, library = vers.needed[ndx]
+                default = not vs & VERSYM_HIDDEN
+        typ, bind = info & 0xF, info >> 4
+        return ElfSymbol(
+            name=name,
+            version=version,
+            default=bool(default) if version else False,
+            value=value,
+            size=size,
+            type=TYPES.get(typ, f"TYPE{typ}"),
+            binding=BINDINGS.get(bind, f"BIND{bind}"),
+            shndx=shndx,
+            table=self.label,
+            library=library,
+        )
+
+    def find(self, name: str) -> list[ElfSymbol]:
+        """Every symbol whose name (without version) is ``name``, scanning the name column.
+
+        >>> [s.value for s in table.find("main")]  # doctest: +SKIP
+        [4464]
+        """
+        key = name.encode()
+        if not key or b"\0" in key:
+            return []
+        strtab = self.strtab
+        offsets: set[int] = set()
+        pos = strtab.find(key)
+        while pos >= 0:
+            end = pos + len(key)
+            if end >= len(strtab) or strtab[end] in (0, 0x40):  # NUL or '@'
+                offsets.add(pos)
+            pos = strtab.find(key, pos + 1)
+        if not offsets:
+            return []
+        out = []
+        for i, n in enumerate(self._name_column()):
+            if n in offsets:
+                sym = self.symbol(i)
+                if sym.name == name:
+                    out.append(sym)
+        return out
+
+    def all(self) -> list[ElfSymbol]:
+        """Every named symbol of the table, decoded once and kept."""
+        if self._all is None:
+            out = []
+            rows = parse_symbols(self.raw, self.elfclass, self.endian)
+            for i, (n, info, shndx, value, size) in enumerate(rows):
+                if n:
+                    out.append(self._make(i, n, info, shndx, value, size))
+            self._all = out
+        return self._all
+
+
+class SymbolIndex:
+    """Every symbol of one ELF file: ``.dynsym`` (through its hash table) and ``.symtab``.
+
+    >>> idx = SymbolIndex(ElfFile.open(pathlib.Path("/bin/bash")))  # doctest: +SKIP
+    >>> idx.lookup("readline")[0].type  # doctest: +SKIP
+    'FUNC'
+
+    Raises ``OSError`` when the file cannot be read.
+    """
+
+    def __init__(self, elf: ElfFile, label_prefix: str = "") -> None:
+        self.elf = elf
+        self.label_prefix = label_prefix
+        self._dynsym: SymbolTable | bool | None = False
+        self._symtab: SymbolTable | bool | None = False
+        self._versions: VersionInfo | bool | None = False
+
+    @property
+    def versions(self) -> VersionInfo | None:
+        """The file's symbol versioning tables, or None if it has none."""
+        if self._versions is False:
+            self._versions = self._load_versions()
+        assert not isinstance(self._versions, bool)
+        return self._versions
+
+    def _load_versions(self) -> VersionInfo | None:
+        elf = self.elf
+        vs = elf.sections_of_type(SHT_GNU_VERSYM)
+        if not vs:
+            return None
+        endian = elf.header.endian
+        versym = parse_versym(elf.data(vs[0]), endian)
+        defined: dict[int, str] = {}
+        needed: dict[int, tuple[str, str]] = {}
+        for sec in elf.sections_of_type(SHT_GNU_VERDEF):
+            strtab = elf.data(elf.sections[sec.link])
+            defined.update(parse_verdef(elf.data(sec), strtab, sec.info or 1 << 16, endian))
+        for sec in elf.sections_of_type(SHT_GNU_VERNEED):
+            strtab = elf.data(elf.sections[sec.link])
+            needed.update(parse_verneed(elf.data(sec), strtab, sec.info or 1 << 16, endian))
+        return VersionInfo(versym, defined, needed)
+
+    @property
+    def dynsym(self) -> SymbolTable | None:
+        """The ``.dynsym`` table, or None."""
+        if self._dynsym is False:
+            secs = self.elf.sections_of_type(SHT_DYNSYM)
+            self._dynsym = (SymbolTable(self.elf, secs[0], self.versions,
+                                        self.label_prefix + secs[0].name) if secs else None)
+        assert not isinstance(self._dynsym, bool)
+        return self._dynsym
+
+    @property
+    def symtab(self) -> SymbolTable | None:
+        """The ``.symtab`` table, or None (stripped file)."""
+        if self._symtab is False:
+            secs = self.elf.sections_of_type(SHT_SYMTAB)
+            self._symtab = (SymbolTable(self.elf, secs[0], None, self.label_prefix + secs[0].name)
+                            if secs else None)
+        assert not isinstance(self._symtab, bool)
+        return self._symtab
+
+    def tables(self) -> list[SymbolTable]:
+        """The tables present, ``.dynsym`` first."""
+        return [t for t in (self.dynsym, self.symtab) if t is not None]
+
+    def lookup_dynamic(self, name: str) -> list[ElfSymbol] | None:
+        """Look ``name`` up among exported symbols through ``.gnu.hash`` or ``.hash``.
+
+        Returns None when the file has no usable hash table (scan instead).
+        The hash tables list only defined symbols (``.gnu.hash``), so imported
+        symbols are not returned.
+        """
+        dyn = self.dynsym
+        if dyn is None:
+            return None
+        for sec in self.elf.sections_of_type(SHT_GNU_HASH):
+            if sec.link == dyn.section.index:
+                return self._gnu_lookup(dyn, self.elf.data(sec), name)
+        for sec in self.elf.sections_of_type(SHT_HASH):
+            if sec.link == dyn.section.index:
+                return self._sysv_lookup(dyn, self.elf.data(sec), name)
+        return None
+
+    def _gnu_lookup(self, dyn: SymbolTable, data: bytes, name: str) -> list[ElfSymbol] | None:
+        endian = self.elf.header.endian
+        if len(data) < 16:
+            return None
+        nbuckets, symoffset, bloom_size, _shift = struct.unpack_from(endian + "IIII", data, 0)
+        word = 8 if self.elf.header.elfclass == 64 else 4
+        buckets_at = 16 + bloom_size * word
+        chain_at = buckets_at + 4 * nbuckets
+        if not nbuckets or chain_at > len(data):
+            return None
+        key = name.encode()
+        h = gnu_hash(key)
+        (i,) = struct.unpack_from(endian + "I", data, buckets_at + 4 * (h % nbuckets))
+        out: list[ElfSymbol] = []
+        if i < symoffset:
+            return out
+        count = len(dyn)
+        while i < count:
+            pos = chain_at + 4 * (i - symoffset)
+            if pos + 4 > len(data):
+                break
+            (ch,) = struct.unpack_from(endian + "I", data, pos)
+            if (ch | 1) == (h | 1):
+                sym = dyn.symbol(i)
+                if sym.name == name:
+                    out.append(sym)
+            if ch & 1:
+                break
+            i += 1
+        return out
+
+    def _sysv_lookup(self, dyn: SymbolTable, data: bytes, name: str) -> list[ElfSymbol] | None:
+        endian = self.elf.header.endian
+        if len(data) < 8:
+            return None
+        nbucket, nchain = struct.unpack_from(endian + "II", data, 0)
+        if 8 + 4 * (nbucket + nchain) > len(data) or not nbucket:
+            return None
+        h = sysv_hash(name.encode())
+        (i,) = struct.unpack_from(endian + "I", data, 8 + 4 * (h % nbucket))
+        out: list[ElfSymbol] = []
+        seen = 0
+        while i and i < nchain and seen <= nchain:
+            sym = dyn.symbol(i)
+            if sym.name == name and sym.defined:
+                out.append(sym)
+            (i,) = struct.unpack_from(endian + "I", data, 8 + 4 * (nbucket + i))
+            seen += 1
+        return out
+
+    def lookup(self, name: str, use_hash: bool = True) -> list[ElfSymbol]:
+        """Every symbol called ``name`` (no version in ``name``) in ``.dynsym`` and ``.symtab``.
+
+        Dynamic symbols come from the hash table when there is one (defined
+        symbols only: use :meth:`imported` for the undefined ones).
+        """
+        out: list[ElfSymbol] = []
+        dyn = self.dynsym
+        if dyn is not None:
+            hashed = self.lookup_dynamic(name) if use_hash else None
+            if hashed is None:
+                hashed = dyn.find(name)
+            out.extend(hashed)
+        if self.symtab is not None:
+            out.extend(self.symtab.find(name))
+        return out
+
+    def imported(self, name: str) -> list[ElfSymbol]:
+        """The undefined (imported) ``.dynsym`` entries called ``name``."""
+        dyn = self.dynsym
+        return [s for s in dyn.find(name) if not s.defined] if dyn is not None else []
+
+    def all(self) -> list[ElfSymbol]:
+        """Every named symbol of every table."""
+        out: list[ElfSymbol] = []
+        for t in self.tables():
+            out.extend(t.all())
+        return out
+
+    def needed(self) -> list[str]:
+        """The file's ``DT_NEEDED`` libraries."""
+        out: list[str] = []
+        for sec in self.elf.sections_of_type(SHT_DYNAMIC):
+            strtab = self.elf.data(self.elf.sections[sec.link])
+            out.extend(parse_needed(self.elf.data(sec), strtab, self.elf.header.elfclass,
+                                    self.elf.header.endian))
+        return out
+
+
+def unique(symbols: Iterable[ElfSymbol]) -> list[ElfSymbol]:
+    """Drop exact duplicates (same name, version, value, type), keeping the first seen."""
+    seen: set[tuple[str, str | None, int, str]] = set()
+    out = []
+    for s in symbols:
+        key = (s.name, s.version, s.value, s.type)
+        if key not in seen:
+            seen.add(key)
+            out.append(s)
+    return out
