@@ -1,0 +1,488 @@
+"""Feature probes: can this kernel do X? Answers are yes, no or could-not-tell.
+
+Probing is kept apart from attaching: each probe looks at files the kernel exposes
+(PMUs under ``/sys/bus/event_source/devices``, tracefs, kallsyms, ``/proc/config.gz``,
+the release string) and returns a :class:`Feature` saying why. Conclusive answers (YES
+or NO) are cached; UNKNOWN is asked again next time. :func:`clear_cache` forgets all::
+
+    from ebpfhooks.kernel import features
+    f = features.kprobes()
+    if not f:
+        print(f.reason, f.fix)
+
+Nothing here loads a BPF program or imports bcc.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import gzip
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+
+from ebpfhooks.errors import EbpfHooksError
+
+__all__ = [
+    "CAPABILITY_NAMES",
+    "Feature",
+    "FeatureStatus",
+    "bpf_link",
+    "btf",
+    "capabilities",
+    "clear_cache",
+    "features",
+    "is_root",
+    "kernel_config",
+    "kernel_version",
+    "kprobes",
+    "parse_capabilities",
+    "parse_kconfig",
+    "parse_kernel_release",
+    "raw_tracepoints",
+    "uprobes",
+    "xdp",
+]
+
+PMU_DIR = Path("/sys/bus/event_source/devices")
+BTF_VMLINUX = Path("/sys/kernel/btf/vmlinux")
+CONFIG_GZ = Path("/proc/config.gz")
+STATUS_FILE = Path("/proc/self/status")
+
+
+class FeatureStatus(enum.Enum):
+    """The answer of a probe: YES, NO, or UNKNOWN (could not tell).
+
+    >>> FeatureStatus.YES.value
+    'yes'
+    """
+
+    YES = "yes"
+    NO = "no"
+    UNKNOWN = "unknown"
+
+
+@attrs.frozen
+class Feature:
+    """A probed kernel feature: ``name``, ``status``, the ``reason`` and a ``fix`` (or None).
+
+    ``bool(feature)`` is true only for YES, so ``if features.kprobes(): ...`` reads well.
+
+    >>> f = Feature("btf", FeatureStatus.NO, "no vmlinux BTF", "CONFIG_DEBUG_INFO_BTF=y")
+    >>> bool(f), f.known
+    (False, True)
+    """
+
+    name: str
+    status: FeatureStatus
+    reason: str
+    fix: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.status is FeatureStatus.YES
+
+    @property
+    def known(self) -> bool:
+        """True when the probe was conclusive (YES or NO).
+
+        >>> Feature("x", FeatureStatus.UNKNOWN, "no tracefs").known
+        False
+        """
+        return self.status is not FeatureStatus.UNKNOWN
+
+    def __str__(self) -> str:
+        text = f"{self.name}: {self.status.value} ({self.reason})"
+        if self.fix and self.status is not FeatureStatus.YES:
+            text += f"; fix: {self.fix}"
+        return text
+
+
+# --------------------------------------------------------------------------- caching
+
+_cache: dict[str, Feature] = {}
+
+
+def _conclusive(probe: Callable[[], Feature]) -> Callable[[], Feature]:
+    """Cache a probe's answer only when it is YES or NO."""
+
+    @functools.wraps(probe)
+    def wrapper() -> Feature:
+        key = probe.__name__
+        hit = _cache.get(key)
+        if hit is not None:
+            return hit
+        result = probe()
+        if result.known:
+            _cache[key] = result
+        return result
+
+    return wrapper
+
+
+def clear_cache() -> None:
+    """Forget every cached probe answer (and the parsed kernel config).
+
+    >>> clear_cache()
+    """
+    _cache.clear()
+    _config_cache.clear()
+
+
+# --------------------------------------------------------------------------- pure parsers
+
+
+def parse_kernel_release(release: str) -> tuple[int, int, int]:
+    """Parse ``os.uname().release`` (``6.18.44-fc-v782``, ``5.15.0-91-generic``, ``6.1``).
+
+    A missing patch level reads as 0.
+
+    >>> parse_kernel_release("6.18.44-fc-v782")
+    (6, 18, 44)
+    >>> parse_kernel_release("6.1-rc1")
+    (6, 1, 0)
+
+    Raises:
+        ValueError: the release does not start with ``MAJOR.MINOR``.
+    """
+    match = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", release)
+    if match is None:
+        raise ValueError(
+            f"kernel release {release!r} does not start with MAJOR.MINOR[.PATCH] "
+            "(expected something like '6.1.0-13-amd64')"
+        )
+    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+def parse_kconfig(text: str) -> dict[str, str]:
+    """Parse kernel config text (``CONFIG_X=y`` lines; ``# CONFIG_X is not set`` reads as ``n``).
+
+    >>> parse_kconfig("CONFIG_KPROBES=y\\n# CONFIG_FTRACE is not set\\nCONFIG_HZ=250\\n")
+    {'CONFIG_KPROBES': 'y', 'CONFIG_FTRACE': 'n', 'CONFIG_HZ': '250'}
+    """
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        unset = re.match(r"^# (CONFIG_\w+) is not set$", line)
+        if unset:
+            out[unset.group(1)] = "n"
+            continue
+        if line.startswith("CONFIG_") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key] = value.strip('"')
+    return out
+
+
+#: Capability numbers to names (include/uapi/linux/capability.h).
+CAPABILITY_NAMES: tuple[str, ...] = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)  # fmt: skip
+
+
+def parse_capabilities(status_text: str, field: str = "CapEff") -> frozenset[str]:
+    """Return the capability names set in ``field`` of ``/proc/PID/status`` text.
+
+    Unknown (future) bits are named ``CAP_<number>``.
+
+    >>> sorted(parse_capabilities("CapEff:\\t0000000000201000\\n"))
+    ['CAP_NET_ADMIN', 'CAP_SYS_ADMIN']
+
+    Raises:
+        ValueError: the field is missing or not hexadecimal.
+    """
+    match = re.search(rf"^{re.escape(field)}:\s*([0-9a-fA-F]+)\s*$", status_text, re.M)
+    if match is None:
+        raise ValueError(f"no hexadecimal {field!r} line in the status text")
+    mask = int(match.group(1), 16)
+    names = set()
+    bit = 0
+    while mask >> bit:
+        if mask >> bit & 1:
+            names.add(CAPABILITY_NAMES[bit] if bit < len(CAPABILITY_NAMES) else f"CAP_{bit}")
+        bit += 1
+    return frozenset(names)
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def kernel_version() -> tuple[int, int, int]:
+    """Return the running kernel's ``(major, minor, patch)`` from ``os.uname().release``.
+
+    >>> kernel_version() >= (4, 1, 0)  # doctest: +SKIP
+    True
+    """
+    return parse_kernel_release(os.uname().release)
+
+
+def is_root() -> bool:
+    """True when the effective user id is 0 (capabilities may still be dropped).
+
+    >>> is_root()  # doctest: +SKIP
+    True
+    """
+    return os.geteuid() == 0
+
+
+def capabilities() -> frozenset[str]:
+    """Return the effective capabilities of this process (``CapEff`` in /proc/self/status).
+
+    >>> "CAP_BPF" in capabilities()  # doctest: +SKIP
+    True
+
+    Minimum kernel: CAP_BPF and CAP_PERFMON exist since 5.8; before, BPF needs CAP_SYS_ADMIN.
+    """
+    return parse_capabilities(STATUS_FILE.read_text(encoding="utf-8"))
+
+
+_config_cache: dict[str, dict[str, str] | None] = {}
+
+
+def kernel_config() -> dict[str, str] | None:
+    """Return the running kernel's build config, or ``None`` if it cannot be read.
+
+    Looks at ``/proc/config.gz`` then ``/boot/config-$(uname -r)``. Cached.
+
+    >>> (kernel_config() or {}).get("CONFIG_BPF")  # doctest: +SKIP
+    'y'
+    """
+    if "config" not in _config_cache:
+        parsed: dict[str, str] | None = None
+        try:
+            with gzip.open(CONFIG_GZ, "rt", encoding="utf-8") as handle:
+                parsed = parse_kconfig(handle.read())
+        except (OSError, EOFError):
+            try:
+                boot = Path("/boot") / f"config-{os.uname().release}"
+                parsed = parse_kconfig(boot.read_text(encoding="utf-8"))
+            except OSError:
+                parsed = None
+        _config_cache["config"] = parsed
+    return _config_cache["config"]
+
+
+def _tracefs_file(name: str) -> tuple[bool | None, str]:
+    """Does ``<tracefs>/name`` exist? ``None`` when tracefs is not mounted."""
+    from ebpfhooks.kernel import tracefs
+
+    try:
+        root = tracefs.tracefs_root()
+    except (EbpfHooksError, OSError):
+        return None, "tracefs is not mounted"
+    path = root / name
+    return path.exists(), str(path)
+
+
+def _probe_event_kind(
+    feature: str, pmu: str, events_file: str, config_key: str, alternative: str
+) -> Feature:
+    """Shared logic of :func:`kprobes` and :func:`uprobes`."""
+    pmu_path = PMU_DIR / pmu
+    if pmu_path.exists():
+        return Feature(feature, FeatureStatus.YES, f"{pmu_path} exists")
+    in_tracefs, where = _tracefs_file(events_file)
+    if in_tracefs:
+        return Feature(feature, FeatureStatus.YES, f"{where} exists")
+    fix = (
+        f"boot a kernel built with {config_key}=y; {alternative}"
+        if alternative
+        else f"boot a kernel built with {config_key}=y"
+    )
+    config = kernel_config()
+    config_note = ""
+    if config is not None:
+        value = config.get(config_key, "n")
+        if value == "y":
+            # Built in but neither interface is visible: tracefs not mounted, old kernel.
+            return Feature(
+                feature,
+                FeatureStatus.YES,
+                f"{config_key}=y in the kernel config ({pmu_path} missing, {where})",
+            )
+        config_note = f"; {config_key} is not set in the kernel config"
+    base = f"no {pmu_path} and no {events_file} in tracefs ({where})"
+    if in_tracefs is False or config is not None or kernel_version() >= (4, 17, 0):
+        # tracefs looked at, or the config says so, or the PMU (4.17+) would be there
+        return Feature(
+            feature, FeatureStatus.NO, f"{base}{config_note}: the kernel lacks {config_key}", fix
+        )
+    return Feature(
+        feature,
+        FeatureStatus.UNKNOWN,
+        f"{base}; could not check {events_file} because tracefs is not mounted",
+        "mount tracefs: mount -t tracefs tracefs /sys/kernel/tracing",
+    )
+
+
+@_conclusive
+def kprobes() -> Feature:
+    """Can kprobes/kretprobes be created? (``kprobe`` PMU or ``<tracefs>/kprobe_events``).
+
+    NO names both places and ``CONFIG_KPROBES`` (checked in /proc/config.gz when readable).
+
+    >>> kprobes().status  # doctest: +SKIP
+    <FeatureStatus.NO: 'no'>
+
+    Minimum kernel: 4.17 for the ``kprobe`` PMU; tracefs ``kprobe_events`` before that.
+    """
+    return _probe_event_kind(
+        "kprobes",
+        "kprobe",
+        "kprobe_events",
+        "CONFIG_KPROBES",
+        "hook a tracepoint or raw_tracepoint instead (e.g. tracepoint:syscalls:sys_enter_*)",
+    )
+
+
+@_conclusive
+def uprobes() -> Feature:
+    """Can uprobes/uretprobes be created? (``uprobe`` PMU or ``<tracefs>/uprobe_events``).
+
+    >>> bool(uprobes())  # doctest: +SKIP
+    True
+
+    Minimum kernel: 4.17 for the ``uprobe`` PMU; tracefs ``uprobe_events`` since 3.5.
+    """
+    return _probe_event_kind("uprobes", "uprobe", "uprobe_events", "CONFIG_UPROBE_EVENTS", "")
+
+
+def _has_symbol(*names: str) -> tuple[bool | None, str]:
+    """Is any of ``names`` in kallsyms? ``None`` when kallsyms cannot be read."""
+    from ebpfhooks.kernel.kallsyms import kallsyms
+
+    try:
+        table = kallsyms()
+    except (EbpfHooksError, OSError):
+        return None, "/proc/kallsyms is not readable"
+    for name in names:
+        if name in table:
+            return True, f"{name} is in /proc/kallsyms"
+    return False, f"none of {', '.join(names)} is in /proc/kallsyms"
+
+
+@_conclusive
+def raw_tracepoints() -> Feature:
+    """Can BPF attach to raw tracepoints (``BPF_RAW_TRACEPOINT_OPEN``)?
+
+    YES for kernel 4.17+ or when kallsyms has ``bpf_get_raw_tracepoint`` /
+    ``bpf_find_raw_tracepoint``.
+
+    >>> bool(raw_tracepoints())  # doctest: +SKIP
+    True
+
+    Minimum kernel: 4.17.
+    """
+    version = kernel_version()
+    if version >= (4, 17, 0):
+        return Feature("raw_tracepoints", FeatureStatus.YES, f"kernel {_v(version)} >= 4.17")
+    found, why = _has_symbol("bpf_get_raw_tracepoint", "bpf_find_raw_tracepoint")
+    if found:
+        return Feature("raw_tracepoints", FeatureStatus.YES, why)
+    fix = "use a kernel >= 4.17, or hook the tracepoint with tracepoint:CAT:EVENT"
+    if found is None:
+        return Feature("raw_tracepoints", FeatureStatus.UNKNOWN, f"kernel {_v(version)}; {why}",
+                       fix)
+    return Feature("raw_tracepoints", FeatureStatus.NO, f"kernel {_v(version)} < 4.17; {why}",
+                   fix)
+
+
+@_conclusive
+def btf() -> Feature:
+    """Does the kernel expose its BTF type information (``/sys/kernel/btf/vmlinux``)?
+
+    >>> bool(btf())  # doctest: +SKIP
+    True
+
+    Minimum kernel: 5.5 for ``/sys/kernel/btf/vmlinux`` (with CONFIG_DEBUG_INFO_BTF).
+    """
+    if BTF_VMLINUX.exists():
+        return Feature("btf", FeatureStatus.YES, f"{BTF_VMLINUX} exists")
+    return Feature(
+        "btf",
+        FeatureStatus.NO,
+        f"{BTF_VMLINUX} does not exist",
+        "boot a kernel >= 5.5 built with CONFIG_DEBUG_INFO_BTF=y",
+    )
+
+
+@_conclusive
+def xdp() -> Feature:
+    """Can XDP programs be attached (at least in generic/SKB mode)?
+
+    YES when the kernel is 4.8+ and kallsyms has ``bpf_prog_run_generic_xdp`` or
+    ``do_xdp_generic`` (generic XDP, 4.12+).
+
+    >>> bool(xdp())  # doctest: +SKIP
+    True
+
+    Minimum kernel: 4.8 (driver mode), 4.12 (generic mode, any interface).
+    """
+    version = kernel_version()
+    fix = "use a kernel >= 4.12 (generic XDP works on every interface)"
+    if version < (4, 8, 0):
+        return Feature("xdp", FeatureStatus.NO, f"kernel {_v(version)} < 4.8", fix)
+    found, why = _has_symbol("bpf_prog_run_generic_xdp", "do_xdp_generic")
+    if found:
+        return Feature("xdp", FeatureStatus.YES, f"kernel {_v(version)} >= 4.8 and {why}")
+    if found is None:
+        return Feature("xdp", FeatureStatus.UNKNOWN, why, "run as root to read /proc/kallsyms")
+    return Feature("xdp", FeatureStatus.NO, why, fix)
+
+
+@_conclusive
+def bpf_link() -> Feature:
+    """Can XDP be attached through a ``bpf_link`` (detached when its last fd closes)?
+
+    Version based: ``BPF_LINK_CREATE`` appeared in 5.7, but its XDP attach type only
+    in 5.9, so this answers YES from 5.9 on (older kernels fall back to netlink, which
+    leaves the program attached after exit).
+
+    >>> bool(bpf_link())  # doctest: +SKIP
+    True
+
+    Minimum kernel: 5.9 (XDP bpf_link); 5.7 for bpf_link in general.
+    """
+    version = kernel_version()
+    if version >= (5, 9, 0):
+        return Feature("bpf_link", FeatureStatus.YES, f"kernel {_v(version)} >= 5.9")
+    return Feature(
+        "bpf_link",
+        FeatureStatus.NO,
+        f"kernel {_v(version)} < 5.9 (XDP bpf_link)",
+        "use a kernel >= 5.9; until then XDP is attached by netlink and must be "
+        "removed explicitly",
+    )
+
+
+def _v(version: tuple[int, int, int]) -> str:
+    return ".".join(map(str, version))
+
+
+_PROBES: dict[str, Callable[[], Feature]] = {
+    "kprobes": kprobes,
+    "uprobes": uprobes,
+    "raw_tracepoints": raw_tracepoints,
+    "btf": btf,
+    "xdp": xdp,
+    "bpf_link": bpf_link,
+}
+
+
+def features() -> dict[str, Feature]:
+    """Run every probe and return ``{name: Feature}`` (kprobes, uprobes, raw_tracepoints...).
+
+    >>> {name: str(f.status.value) for name, f in features().items()}  # doctest: +SKIP
+    {'kprobes': 'no', 'uprobes': 'yes', 'raw_tracepoints': 'yes', 'btf': 'yes', ...}
+    """
+    return {name: probe() for name, probe in _PROBES.items()}
