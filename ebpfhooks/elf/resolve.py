@@ -369,7 +369,9 @@ def _pick(name: str, path: pathlib.Path, cands: list[ElfSymbol],
         listed = "\n  ".join(_describe(min(g, key=_rank)) for g in groups.values())
         raise AmbiguousSymbolError(
             f"symbol {name!r} has {len(groups)} different definitions in {path}:\n  {listed}\n"
-            "probe one of them by address (0xADDR) or with a version (name@VERSION)")
+            "probe one of them by its address (0xADDR, as nm prints it)"
+            + ("" if all(s.binding == "LOCAL" for s in cands) else
+               " or with a version (name@VERSION)"))
     (group,) = groups.values()
     return min(group, key=_rank), notes
 
@@ -460,7 +462,7 @@ def _ifunc_note(loaded: _Loaded, base: str, root: pathlib.Path) -> str:
     impls = [s.name for s in loaded.functions(root)
              if s.name.startswith(("__" + base + "_", base + "_")) and s.type == "FUNC"]
     hint = (f" (for example {', '.join(sorted(set(impls))[:4])})" if impls
-            else " (install the debug symbols to see them)")
+            else " (function_symbols() lists the candidates; stripped files need debug symbols)")
     return (f"{base} is an IFUNC: the probe is on its resolver, which runs when the symbol is "
             "bound, not on each call; to trace calls, probe the implementation it selects"
             + hint)
