@@ -128,6 +128,26 @@ def _load_func(bpf: Any, fn_name: str, prog_type: str, what: str) -> Any:
     return fn
 
 
+#: Function-name prefixes bcc attaches by itself when it compiles the module.
+_AUTOLOAD_PREFIXES = ("kprobe__", "kretprobe__", "tracepoint__", "raw_tracepoint__",
+                      "kfunc__", "kretfunc__", "lsm__")
+
+
+def _autoloaded(fn_name: str, what: str) -> AttachError | None:
+    if fn_name.startswith(_AUTOLOAD_PREFIXES):
+        return AttachError(
+            f"{what}: bcc already attached {fn_name!r} itself when it compiled the module "
+            "(it auto-attaches functions named kprobe__*, tracepoint__*, ... and "
+            "TRACEPOINT_PROBE); rename the function (for a tracepoint keep the argument "
+            f"type: int on_event(struct {fn_name} *args)) so ebpfhooks can own the attachment"
+            if fn_name.startswith("tracepoint__") else
+            f"{what}: bcc already attached {fn_name!r} itself when it compiled the module "
+            "(it auto-attaches functions named kprobe__*, tracepoint__*, ...); rename the "
+            "function so ebpfhooks can own the attachment"
+        )
+    return None
+
+
 def _attach_error(what: str, err: BaseException, caps: str, hint: str = "") -> Exception:
     code = _errno_now()
     if code in (_errno.EPERM, _errno.EACCES):
@@ -178,6 +198,9 @@ def attach_tracepoint(bpf: Any, fn_name: str, category: str, event: str, *, what
     _load_func(bpf, fn_name, "TRACEPOINT", what)
     tp = f"{category}:{event}".encode()
     if tp in bpf.tracepoint_fds:
+        auto = _autoloaded(fn_name, what)
+        if auto is not None:
+            raise auto
         raise AttachError(
             f"{what} is already attached in this BPF object; "
             "bcc keeps one program per tracepoint per BPF object: use another BPF object"
@@ -203,6 +226,9 @@ def attach_raw_tracepoint(bpf: Any, fn_name: str, event: str, *, what: str) -> D
     _load_func(bpf, fn_name, "RAW_TRACEPOINT", what)
     tp = event.encode()
     if tp in bpf.raw_tracepoint_fds:
+        auto = _autoloaded(fn_name, what)
+        if auto is not None:
+            raise auto
         raise AttachError(
             f"{what} is already attached in this BPF object; "
             "bcc keeps one program per raw tracepoint per BPF object: use another BPF object"

@@ -73,7 +73,9 @@ class SpecError(EbpfHooksError, ValueError):
         super().__init__(self._render())
 
     @classmethod
-    def at(cls, spec: str, column: int, length: int, message: str, hint: str | None = None) -> SpecError:
+    def at(
+        cls, spec: str, column: int, length: int, message: str, hint: str | None = None
+    ) -> SpecError:
         """Build an error pointing at ``spec[column:column+length]``."""
         return cls(message, spec=spec, column=column, length=length, hint=hint)
 
@@ -217,7 +219,7 @@ class AttachError(EbpfHooksError, OSError):
 
     def __init__(self, message: str, *, errno: int | None = None) -> None:
         super().__init__(message)
-        self.errno = errno  # type: ignore[misc]
+        self.errno = errno
 
     def __str__(self) -> str:
         return str(self.args[0])

@@ -79,7 +79,7 @@ _OTHER_KINDS = {
     "ksyscall", "kretsyscall", "kprobe.multi", "kretprobe.multi", "uprobe.multi",
     "uretprobe.multi", "uprobe.s", "uretprobe.s", "fentry.s", "fexit.s", "tc", "tcx",
     "cgroup", "iter", "struct_ops", "sk_skb", "sk_msg", "perf_event", "tp_btf", "socket",
-    "iter", "flow_dissector", "netfilter",
+    "flow_dissector", "netfilter",
 }
 
 _KINDS_TEXT = "kprobe, kretprobe, tracepoint, rawtracepoint, uprobe, uretprobe, xdp, raw_socket"
@@ -127,8 +127,9 @@ def parse(text: str) -> Hook:
     kind = _kind(t, word)
     if sep_at >= len(text):
         if kind in ("xdp",) or word.lower() == "socket":
+            target = kind if kind == "xdp" else "raw_socket"
             raise t.error(0, len(word), f"'{word}' names no interface",
-                          f"write {kind if kind == 'xdp' else 'raw_socket'}:IFACE, e.g. {kind}:eth0")
+                          f"write {target}:IFACE, e.g. {target}:eth0")
         raise t.error(sep_at, sep_at + 1, f"expected ':' after the kind '{word}'",
                       f"e.g. {kind}:{_EXAMPLE[kind]}")
     sep = text[sep_at]
@@ -277,7 +278,8 @@ def _tracepoint(t: _Text, start: int, end: int, libbpf: bool) -> Hook:
     mid = text.find(sep, start, end)
     if mid == -1:
         raise t.error(end, end + 1, f"missing '{sep}event' after the category",
-                      f"expected tracepoint:category:event, e.g. tracepoint:{_EXAMPLE['tracepoint']}")
+                      "expected tracepoint:category:event, "
+                      f"e.g. tracepoint:{_EXAMPLE['tracepoint']}")
     category, event = text[start:mid], text[mid + 1:end]
     if not category:
         raise t.error(start, start + 1, "empty tracepoint category")

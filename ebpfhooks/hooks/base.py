@@ -9,6 +9,7 @@ Data flows one way: spec text -> :func:`ebpfhooks.spec.parse` -> a :class:`Hook`
 from __future__ import annotations
 
 import atexit
+import contextlib
 import re
 import threading
 from collections.abc import Callable
@@ -160,7 +161,8 @@ class Program:
         if not isinstance(value, str) or not _C_IDENT.match(value):
             raise ProgramError(
                 f"program function name {value!r} is not a C identifier; "
-                "pass the name of a function defined in the BPF source, e.g. Program(bpf, 'on_open')"
+                "pass the name of a function defined in the BPF source, "
+                "e.g. Program(bpf, 'on_open')"
             )
 
     @classmethod
@@ -190,10 +192,8 @@ def _detach_all_at_exit() -> None:
     with _live_lock:
         links = list(_live_links)
     for link in links:
-        try:
+        with contextlib.suppress(Exception):  # at exit, detach everything we can
             link.detach()
-        except Exception:  # noqa: BLE001 - at exit, detach everything we can
-            pass
 
 
 def _register(link: Link) -> None:

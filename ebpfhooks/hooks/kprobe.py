@@ -20,11 +20,11 @@ from ebpfhooks.errors import (
     SpecError,
     SymbolNotFoundError,
 )
-from ebpfhooks.hooks.base import Hook, Program, Resolution
 from ebpfhooks.hooks._fields import non_negative, optional, validated
+from ebpfhooks.hooks.base import Hook, Program, Resolution
 from ebpfhooks.names import check_kernel_symbol, check_module
 
-__all__ = ["KernelFunctionHook", "KprobeResolution", "Kprobe", "Kretprobe"]
+__all__ = ["KernelFunctionHook", "Kprobe", "KprobeResolution", "Kretprobe"]
 
 #: Prefixes the kernel puts before a syscall's name in its entry function.
 SYSCALL_PREFIXES = (
@@ -283,6 +283,6 @@ def stable_alternative(symbol: str) -> str | None:
         if ("syscalls", f"sys_enter_{word}") in have:
             return f"tracepoint:syscalls:sys_enter_{word}"
     for cat, ev in tps:
-        if ev == symbol or ev == core:
+        if ev in (symbol, core):
             return f"tracepoint:{cat}:{ev}"
     return None

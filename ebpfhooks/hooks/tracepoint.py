@@ -67,7 +67,8 @@ class Tracepoint(Hook):
 
         root = tracefs_root()
         if tracepoint_exists(self.category, self.event):
-            return TracepointResolution(self, path=str(root / "events" / self.category / self.event))
+            path = root / "events" / self.category / self.event
+            return TracepointResolution(self, path=str(path))
         names = [f"{c}:{e}" for c, e in list_tracepoints()]
         same_cat = [n for n in names if n.startswith(self.category + ":")]
         wanted = f"{self.category}:{self.event}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Union
+from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 
@@ -29,8 +29,8 @@ __all__ = [
     "FileOffset",
     "Location",
     "Symbol",
-    "UprobeResolution",
     "Uprobe",
+    "UprobeResolution",
     "Uretprobe",
     "UserProbeHook",
 ]
@@ -81,7 +81,7 @@ class FileOffset:
         return f"file_offset={self.offset:#x}"
 
 
-Location = Union[Symbol, Address, FileOffset]
+Location = Symbol | Address | FileOffset
 
 
 def _location(value: object) -> Location:
@@ -97,7 +97,7 @@ def _location(value: object) -> Location:
     )
 
 
-def _pid(_inst: object, _attr: object, value: object) -> None:
+def _pid(_inst: object, _attr: object, value: int | None) -> None:
     if value is None:
         return
     if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 1 << 22:

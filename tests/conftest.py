@@ -1,0 +1,188 @@
+"""Shared fixtures: the live-kernel gate, compiled targets, a veth pair, one BPF module.
+
+Live tests attach real programs to the running kernel. Where they cannot run
+(no root, no bcc, no tracefs) they skip on a developer's machine but FAIL in
+CI (``CI=true``), so a green CI always means the kernel was really exercised.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_ETHERTYPE = 0x88B5
+NR_GETPPID = 110  # x86_64
+
+
+def not_possible(reason: str) -> None:
+    """Skip a live test locally; fail it in CI."""
+    if IN_CI:
+        pytest.fail(f"live test cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def live() -> None:
+    """Gate for live tests: root, bcc importable, tracefs mounted."""
+    if os.geteuid() != 0:
+        not_possible("needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN)")
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        not_possible("bcc is not importable (apt-get install python3-bpfcc; use make test)")
+    from ebpfhooks.errors import TracefsNotMountedError
+    from ebpfhooks.kernel.tracefs import tracefs_root
+
+    try:
+        tracefs_root()
+    except TracefsNotMountedError as err:
+        not_possible(str(err))
+
+
+@pytest.fixture(scope="session")
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("build")
+
+
+@pytest.fixture(scope="session")
+def uprobe_target(build_dir: Path) -> Path:
+    """The C target program for uprobe tests, compiled as a PIE."""
+    if shutil.which("gcc") is None:
+        not_possible("gcc is needed to build the uprobe target")
+    out = build_dir / "uprobe_target"
+    subprocess.run(
+        ["gcc", "-O2", "-g", "-fPIE", "-pie", "-o", str(out),
+         str(HERE / "targets/uprobe_target.c")],
+        check=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def bpf(live: None) -> Iterator[Any]:
+    """One compiled module with every live test program (one bcc compile per session)."""
+    from bcc import BPF
+
+    text = (HERE / "live_programs.c").read_text()
+    module = BPF(text=text, cflags=[f"-DFILTER_PID={os.getpid()}", f"-DNR_GETPPID={NR_GETPPID}"])
+    yield module
+    module.cleanup()
+
+
+class Counters:
+    """Read and reset the ``counts`` array of the live programs."""
+
+    KPROBE, KRETPROBE, TP, RAWTP, XDP, UPROBE, URETPROBE, RAWSOCK = range(8)
+
+    def __init__(self, bpf: Any) -> None:
+        self.bpf = bpf
+
+    def reset(self) -> None:
+        self.bpf["counts"].clear()
+        self.bpf["retsum"].clear()
+
+    def __getitem__(self, idx: int) -> int:
+        return int(self.bpf["counts"][ctypes.c_int(idx)].value)
+
+    def retsum(self) -> int:
+        return int(self.bpf["retsum"][ctypes.c_int(0)].value)
+
+    def wait_for(self, idx: int, expected: int, timeout: float = 3.0) -> int:
+        """Poll until the counter reaches ``expected`` (packets are delivered in softirq)."""
+        deadline = time.monotonic() + timeout
+        while self[idx] < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # let stragglers land, so too many hits are seen too
+        return self[idx]
+
+
+@pytest.fixture
+def counters(bpf: Any) -> Counters:
+    c = Counters(bpf)
+    c.reset()
+    return c
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def veth(live: None) -> Iterator[tuple[str, str]]:
+    """A veth pair (A, B) made for this run; frames sent on B arrive on A."""
+    base = f"ehk{os.getpid() % 100000}"
+    a, b = base + "a", base + "b"
+    _ip("link", "add", a, "type", "veth", "peer", "name", b)
+    try:
+        for name in (a, b):
+            Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").write_text("1")
+            _ip("link", "set", name, "up")
+        yield a, b
+    finally:
+        subprocess.run(["ip", "link", "del", a], capture_output=True)
+
+
+def send_frames(iface: str, peer_mac: str, count: int) -> None:
+    """Send ``count`` Ethernet frames of the test EtherType out of ``iface``."""
+    dst = bytes.fromhex(peer_mac.replace(":", ""))
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+        sock.bind((iface, 0))
+        src = sock.getsockname()[4]
+        frame = dst + src + TEST_ETHERTYPE.to_bytes(2, "big") + b"ebpfhooks-test".ljust(46, b"\0")
+        for _ in range(count):
+            sock.send(frame)
+
+
+def mac_of(iface: str) -> str:
+    return Path(f"/sys/class/net/{iface}/address").read_text().strip()
+
+
+def xdp_prog_on(iface: str) -> bool:
+    out = subprocess.run(["ip", "-details", "link", "show", "dev", iface],
+                         capture_output=True, text=True, check=True).stdout
+    return "prog/xdp" in out or " xdp" in out.split("\n", 1)[0]
+
+
+def uprobe_events() -> str:
+    from ebpfhooks.kernel.tracefs import tracefs_root
+
+    path = tracefs_root() / "uprobe_events"
+    return path.read_text() if path.exists() else ""
+
+
+def bpf_prog_names() -> list[str]:
+    """Names of every loaded BPF program (bpftool prints up to 15 characters)."""
+    out = subprocess.run(["bpftool", "prog", "list", "--json"], capture_output=True, text=True,
+                         check=True).stdout
+    import json
+
+    return [str(p.get("name", "")) for p in json.loads(out)]
+
+
+def bpf_progs_named(prefix: str, settle: float = 3.0) -> list[str]:
+    """Loaded programs whose name starts with ``prefix``, once the kernel has settled.
+
+    The kernel frees a program after an RCU grace period, so a program just
+    released can still be listed for a moment: poll up to ``settle`` seconds
+    for the list to become empty, then return what is left.
+    """
+    deadline = time.monotonic() + settle
+    while True:
+        left = [n for n in bpf_prog_names() if n.startswith(prefix)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+Trigger = Callable[[int], None]
