@@ -39,6 +39,7 @@ _bcc: ModuleType | None = None
 
 CAPS_TRACING = "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"
 CAPS_NET = "CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN)"
+CAPS_RAW_SOCKET = "CAP_NET_RAW and CAP_BPF (or CAP_SYS_ADMIN)"
 
 
 def load() -> ModuleType:
@@ -338,7 +339,7 @@ def attach_raw_socket(bpf: Any, fn_name: str, interface: str, *, what: str) -> t
         sock = getattr(fn, "sock", None)
         if isinstance(sock, int) and sock >= 0:
             os.close(sock)
-        raise _attach_error(what, err, CAPS_NET.replace("CAP_BPF and ", "CAP_NET_RAW, ")) from err
+        raise _attach_error(what, err, CAPS_RAW_SOCKET) from err
     fd: int = fn.sock
     closed = False
 

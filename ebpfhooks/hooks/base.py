@@ -76,6 +76,11 @@ class Hook:
     min_kernel: ClassVar[tuple[int, int]] = (0, 0)
     #: The bcc program type name (``BPF.KPROBE`` ...) the function is loaded as.
     program_type: ClassVar[str] = ""
+    #: Sets of capabilities any one of which is enough to attach this kind.
+    capabilities: ClassVar[tuple[frozenset[str], ...]] = (
+        frozenset({"CAP_SYS_ADMIN"}),
+        frozenset({"CAP_BPF", "CAP_PERFMON"}),
+    )
 
     @classmethod
     def from_spec(cls, text: str) -> Hook:
@@ -109,6 +114,27 @@ class Hook:
     def check_supported(self) -> None:
         """Raise :class:`ebpfhooks.NotSupportedError` if this kernel cannot attach the kind."""
 
+    def check_privileges(self) -> None:
+        """Raise :class:`ebpfhooks.HookPermissionError` naming the capability that is missing.
+
+        Reads the effective capabilities of this process (``CapEff`` in
+        /proc/self/status); one of the sets in ``capabilities`` must be held.
+        """
+        from ebpfhooks.errors import HookPermissionError
+        from ebpfhooks.kernel.features import capabilities
+
+        have = capabilities()
+        if any(needed <= have for needed in self.capabilities):
+            return
+        options = " or ".join("+".join(sorted(s)) for s in self.capabilities)
+        missing = sorted(min(self.capabilities, key=lambda s: len(s - have)) - have)
+        raise HookPermissionError(
+            f"attaching {self} needs {options}; this process lacks {', '.join(missing)}: "
+            "run as root (sudo) or grant the capabilities "
+            "(e.g. setcap cap_bpf,cap_perfmon,cap_net_admin+ep on the interpreter)",
+            capability=missing[0],
+        )
+
     def attach(self, prog: Program | Any, fn_name: str | None = None) -> Link:
         """Resolve the hook and attach ``prog`` to it; return the owning :class:`Link`.
 
@@ -122,6 +148,7 @@ class Hook:
         :class:`ebpfhooks.AttachError` when the kernel refuses.
         """
         program = Program.coerce(prog, fn_name)
+        self.check_privileges()
         self.check_supported()
         resolution = self.resolve()
         detach, fd = self._attach_resolved(program, resolution)

@@ -102,6 +102,7 @@ class Xdp(Hook):
     overhead = "very low"
     min_kernel = (4, 8)
     program_type = "XDP"
+    capabilities = (frozenset({"CAP_SYS_ADMIN"}), frozenset({"CAP_BPF", "CAP_NET_ADMIN"}))
 
     def spec(self) -> str:
         """``xdp:IFACE`` or ``xdp:IFACE:mode``."""
@@ -144,6 +145,7 @@ class RawSocket(Hook):
     overhead = "very low"
     min_kernel = (3, 19)
     program_type = "SOCKET_FILTER"
+    capabilities = (frozenset({"CAP_NET_RAW", "CAP_BPF"}), frozenset({"CAP_NET_RAW", "CAP_SYS_ADMIN"}))
 
     def spec(self) -> str:
         """``raw_socket:IFACE``."""
