@@ -10,10 +10,12 @@ import pytest
 
 from ebpfhooks.elf.ldcache import (
     LdCacheEntry,
+    find_in_ld_so_cache,
     library_name_matches,
     lookup_library,
     parse_ld_so_cache,
     read_ld_so_cache,
+    read_ld_so_cache_bytes,
 )
 
 X86_64 = 0x0303
@@ -137,3 +139,23 @@ def test_real_cache_matches_ldconfig_p() -> None:
     entries = read_ld_so_cache()
     assert [(e.name, e.path) for e in entries] == expected
     assert read_ld_so_cache() is entries  # cached by device, inode and mtime
+
+
+@pytest.mark.parametrize("image", [new_format(SAMPLE), old_format(SAMPLE),
+                                   old_format(SAMPLE, embed_new=True)],
+                         ids=["new", "old", "old+new"])
+@pytest.mark.parametrize("name", ["c", "libc", "libc.so.6", "crypt", "m", "nosuch"])
+def test_fast_lookup_equals_full_parse(image: bytes, name: str) -> None:
+    for machine in (62, 3):
+        assert find_in_ld_so_cache(image, name, machine) == lookup_library(
+            parse_ld_so_cache(image), name, machine)
+
+
+def test_fast_lookup_on_real_cache() -> None:
+    data = read_ld_so_cache_bytes()
+    if not data:
+        pytest.skip("no /etc/ld.so.cache")
+    entries = parse_ld_so_cache(data)
+    names = {e.name.split(".so")[0] for e in entries} | {e.name for e in entries}
+    for name in sorted(names):
+        assert find_in_ld_so_cache(data, name) == lookup_library(entries, name), name

@@ -105,3 +105,15 @@ def test_from_bytes_round_trip() -> None:
     data = pathlib.Path("/bin/true").read_bytes()
     a, b = ElfFile.from_bytes(data), ElfFile.open(pathlib.Path("/bin/true"))
     assert a.sections == b.sections and a.segments == b.segments
+
+
+@pytest.mark.skipif(not LIBC.exists(), reason="no x86-64 libc")
+def test_find_equals_full_decode() -> None:
+    idx = SymbolIndex(ElfFile.open(LIBC))
+    assert idx.dynsym is not None
+    everything = idx.dynsym.all()
+    by_name: dict[str, list[object]] = {}
+    for s in everything:
+        by_name.setdefault(s.name, []).append(s)
+    for name, syms in by_name.items():
+        assert idx.dynsym.find(name) == syms, name

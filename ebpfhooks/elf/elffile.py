@@ -16,8 +16,7 @@ import pathlib
 import platform
 import struct
 from collections.abc import Callable
-
-import attrs
+from typing import NamedTuple
 
 from ebpfhooks.errors import NotAnElfError
 
@@ -84,8 +83,7 @@ def host_machine() -> int:
     return _UNAME_TO_EM.get(machine, 0)
 
 
-@attrs.frozen
-class ElfHeader:
+class ElfHeader(NamedTuple):
     """The fields of an ELF file header that resolution needs."""
 
     elfclass: int  # 32 or 64
@@ -106,11 +104,10 @@ class ElfHeader:
         return "<" if self.little_endian else ">"
 
 
-@attrs.frozen
-class Section:
+class Section(NamedTuple):
     """One section header, with its name resolved."""
 
-    index: int
+    number: int  #: section index
     name: str
     type: int
     flags: int
@@ -122,8 +119,7 @@ class Section:
     entsize: int
 
 
-@attrs.frozen
-class Segment:
+class Segment(NamedTuple):
     """One program header (segment)."""
 
     type: int
@@ -353,10 +349,10 @@ class ElfFile:
         """The contents of ``sec`` (empty for ``SHT_NOBITS``), read once and kept."""
         if sec.type == SHT_NOBITS:
             return b""
-        got = self._data.get(sec.index)
+        got = self._data.get(sec.number)
         if got is None:
             got = self._read(sec.offset, sec.size)
-            self._data[sec.index] = got
+            self._data[sec.number] = got
         return got
 
     def vaddr_to_offset(self, vaddr: int) -> int | None:

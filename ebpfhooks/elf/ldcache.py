@@ -22,19 +22,20 @@ from __future__ import annotations
 
 import os
 import struct
-
-import attrs
+from typing import NamedTuple
 
 from ebpfhooks.elf.elffile import host_machine
 
 __all__ = [
     "ARCH_FLAGS",
     "LdCacheEntry",
+    "find_in_ld_so_cache",
     "host_flags",
     "library_name_matches",
     "lookup_library",
     "parse_ld_so_cache",
     "read_ld_so_cache",
+    "read_ld_so_cache_bytes",
 ]
 
 OLD_MAGIC = b"ld.so-1.7.0"
@@ -61,8 +62,7 @@ ARCH_FLAGS: dict[int, str] = {
 _HOST_REQUIRED = {62: 0x0300, 183: 0x0A00, 21: 0x0500, 22: 0x0400, 3: 0x0000}
 
 
-@attrs.frozen
-class LdCacheEntry:
+class LdCacheEntry(NamedTuple):
     """One library of the cache: its soname (key), path (value) and flags."""
 
     name: str
@@ -176,6 +176,70 @@ def lookup_library(entries: list[LdCacheEntry], name: str,
     want = host_flags(machine)
     hits = [e for e in entries if library_name_matches(e.name, name)]
     return [e for e in hits if e.flags == want] + [e for e in hits if e.flags != want]
+
+
+def find_in_ld_so_cache(data: bytes, name: str,
+                        machine: int | None = None) -> list[LdCacheEntry]:
+    """Look ``name`` up in raw cache bytes, decoding only the entries whose key may match.
+
+    Same answer as ``lookup_library(parse_ld_so_cache(data), name, machine)``,
+    several times faster on a full cache (no string is decoded for the
+    hundreds of other libraries).
+
+    >>> find_in_ld_so_cache(data, "c")[0].name  # doctest: +SKIP
+    'libc.so.6'
+
+    Raises ``ValueError`` on an unknown format or truncated data.
+    """
+    if data.startswith(OLD_MAGIC) and len(data) >= 16:
+        (nold,) = struct.unpack_from("<I", data, 12)
+        new_at = (16 + 12 * nold + 7) & ~7
+        if data[new_at:new_at + len(NEW_MAGIC)] != NEW_MAGIC:
+            return lookup_library(parse_ld_so_cache(data), name, machine)
+    elif data.startswith(NEW_MAGIC):
+        new_at = 0
+    else:
+        return lookup_library(parse_ld_so_cache(data), name, machine)
+    if len(data) < new_at + 48:
+        raise ValueError("ld.so.cache: new-format header is truncated")
+    (nlibs,) = struct.unpack_from("<I", data, new_at + 20)
+    start = new_at + 48
+    end = start + 24 * nlibs
+    if end > len(data):
+        raise ValueError(f"ld.so.cache: {nlibs} entries do not fit in the file")
+    prefix = (name if name.startswith("lib") else "lib" + name).encode()
+    exact = name.encode() + b"\0"
+    hits = []
+    for flags, key, value, _osv, hwcap in struct.iter_unpack("<iIIIQ", data[start:end]):
+        if data.startswith(prefix, new_at + key) or data.startswith(exact, new_at + key):
+            soname = _cstr(data, new_at + key)
+            if library_name_matches(soname, name):
+                hits.append(LdCacheEntry(soname, _cstr(data, new_at + value), flags, hwcap))
+    want = host_flags(machine)
+    return [e for e in hits if e.flags == want] + [e for e in hits if e.flags != want]
+
+
+_raw: dict[str, tuple[tuple[int, int, int], bytes]] = {}
+
+
+def read_ld_so_cache_bytes(path: str = "/etc/ld.so.cache") -> bytes:
+    """The bytes of ``path``, cached by (device, inode, mtime); b"" if it does not exist.
+
+    >>> read_ld_so_cache_bytes()[:20]  # doctest: +SKIP
+    b'glibc-ld.so.cache1.1'
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return b""
+    key = (st.st_dev, st.st_ino, st.st_mtime_ns)
+    hit = _raw.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with open(path, "rb") as f:
+        data = f.read()
+    _raw[path] = (key, data)
+    return data
 
 
 _cache: dict[str, tuple[tuple[int, int, int], list[LdCacheEntry]]] = {}

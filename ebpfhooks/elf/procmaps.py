@@ -9,13 +9,12 @@ the pathname may contain spaces and may end in ``" (deleted)"``.
 
 from __future__ import annotations
 
-import attrs
+from typing import NamedTuple
 
 __all__ = ["MapEntry", "mapped_files", "parse_proc_maps"]
 
 
-@attrs.frozen
-class MapEntry:
+class MapEntry(NamedTuple):
     """One mapping of a process."""
 
     start: int

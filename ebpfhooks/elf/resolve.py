@@ -27,7 +27,12 @@ from ebpfhooks._util import close_matches
 from ebpfhooks.elf.debuginfo import DEFAULT_DEBUG_ROOT, find_debug_file, minidebuginfo
 from ebpfhooks.elf.elffile import EM_NAMES, ElfFile, host_machine, parse_elf_header
 from ebpfhooks.elf.errors import AddressNotExecutableError, OffsetOutOfRangeError
-from ebpfhooks.elf.ldcache import library_name_matches, lookup_library, read_ld_so_cache
+from ebpfhooks.elf.ldcache import (
+    find_in_ld_so_cache,
+    library_name_matches,
+    read_ld_so_cache,
+    read_ld_so_cache_bytes,
+)
 from ebpfhooks.elf.procmaps import mapped_files, parse_proc_maps
 from ebpfhooks.elf.symbols import ElfSymbol, SymbolIndex, split_version, unique
 from ebpfhooks.errors import (
@@ -234,8 +239,8 @@ def resolve_binary(target: str, pid: int | None = None) -> pathlib.Path:
                 raise
             raise NotAnElfError(
                 f"{err}; the next {target} on $PATH is an ELF file: {elves[0]}") from None
-    entries = read_ld_so_cache()
-    hits = lookup_library(entries, target)
+    cache = read_ld_so_cache_bytes()
+    hits = find_in_ld_so_cache(cache, target) if cache else []
     if hits:
         return _check_file(hits[0].path, target)
     for d in _LIB_DIRS:
@@ -246,7 +251,7 @@ def resolve_binary(target: str, pid: int | None = None) -> pathlib.Path:
         for n in names:
             if library_name_matches(n, target) and os.path.isfile(os.path.join(d, n)):
                 return _check_file(os.path.join(d, n), target)
-    pool = [e.name for e in entries]
+    pool = [e.name for e in read_ld_so_cache()]
     where = ("/proc/PID/maps, " if pid is not None else "") + "$PATH and /etc/ld.so.cache"
     if _looks_like_library(target) or pid is not None:
         raise LibraryNotFoundError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import pathlib  # noqa: F401  (used in docstring examples)
 import struct
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import attrs
 
@@ -255,11 +256,11 @@ def parse_needed(dynamic: bytes, strtab: bytes, elfclass: int, endian: str = "<"
     return out
 
 
-@attrs.frozen
-class VersionInfo:
+class VersionInfo(NamedTuple):
     """Symbol versioning of one file: per-symbol indexes and what they name."""
 
-    versym: list[int]
+    versym: bytes  #: raw ``.gnu.version``: one 16-bit index per dynamic symbol
+    endian: str
     defined: dict[int, str]
     needed: dict[int, tuple[str, str]]
 
@@ -315,8 +316,8 @@ class SymbolTable:
         name, version, default = split_version(full)
         library = None
         vers = self.versions
-        if version is None and vers is not None and index < len(vers.versym):
-            vs = vers.versym[index]
+        if version is None and vers is not None and 2 * index + 2 <= len(vers.versym):
+            (vs,) = struct.unpack_from(vers.endian + "H", vers.versym, 2 * index)
             ndx = vs & 0x7FFF
             if ndx > 1:
                 if ndx in vers.defined:
@@ -339,7 +340,10 @@ class SymbolTable:
         )
 
     def find(self, name: str) -> list[ElfSymbol]:
-        """Every symbol whose name (without version) is ``name``, scanning the name column.
+        """Every symbol whose name (without version) is ``name``, in table order.
+
+        The name's offsets are found in the string table first (tail-merged
+        strings included), then the entries pointing at them.
 
         >>> [s.value for s in table.find("main")]  # doctest: +SKIP
         [4464]
@@ -357,12 +361,25 @@ class SymbolTable:
             pos = strtab.find(key, pos + 1)
         if not offsets:
             return []
+        if len(offsets) > 8:
+            hits = sorted(i for i, n in enumerate(self._name_column()) if n in offsets)
+        else:
+            # st_name is the first field of an entry: search the packed offset at entry
+            # boundaries in C (bytes.find) instead of looping over every symbol in Python
+            raw, step, found = self.raw, self.entsize, set()
+            for off in offsets:
+                pat = struct.pack(self.endian + "I", off)
+                pos = raw.find(pat)
+                while pos >= 0:
+                    if pos % step == 0:
+                        found.add(pos // step)
+                    pos = raw.find(pat, pos + 1)
+            hits = sorted(found)
         out = []
-        for i, n in enumerate(self._name_column()):
-            if n in offsets:
-                sym = self.symbol(i)
-                if sym.name == name:
-                    out.append(sym)
+        for i in hits:
+            sym = self.symbol(i)
+            if sym.name == name:
+                out.append(sym)
         return out
 
     def all(self) -> list[ElfSymbol]:
@@ -408,7 +425,7 @@ class SymbolIndex:
         if not vs:
             return None
         endian = elf.header.endian
-        versym = parse_versym(elf.data(vs[0]), endian)
+        versym = elf.data(vs[0])
         defined: dict[int, str] = {}
         needed: dict[int, tuple[str, str]] = {}
         for sec in elf.sections_of_type(SHT_GNU_VERDEF):
@@ -417,7 +434,7 @@ class SymbolIndex:
         for sec in elf.sections_of_type(SHT_GNU_VERNEED):
             strtab = elf.data(elf.sections[sec.link])
             needed.update(parse_verneed(elf.data(sec), strtab, sec.info or 1 << 16, endian))
-        return VersionInfo(versym, defined, needed)
+        return VersionInfo(versym, endian, defined, needed)
 
     @property
     def dynsym(self) -> SymbolTable | None:
@@ -454,10 +471,10 @@ class SymbolIndex:
         if dyn is None:
             return None
         for sec in self.elf.sections_of_type(SHT_GNU_HASH):
-            if sec.link == dyn.section.index:
+            if sec.link == dyn.section.number:
                 return self._gnu_lookup(dyn, self.elf.data(sec), name)
         for sec in self.elf.sections_of_type(SHT_HASH):
-            if sec.link == dyn.section.index:
+            if sec.link == dyn.section.number:
                 return self._sysv_lookup(dyn, self.elf.data(sec), name)
         return None
 
