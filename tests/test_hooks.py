@@ -12,7 +12,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -53,8 +53,8 @@ class FakeBPFClass:
     """Stands in for bcc.BPF: instance methods record, static ones too."""
 
     SOCKET_FILTER, KPROBE, TRACEPOINT, XDP, RAW_TRACEPOINT = 1, 2, 5, 6, 17
-    calls: list[tuple[Any, ...]] = []
-    fail_with: Exception | None = None
+    calls: ClassVar[list[tuple[Any, ...]]] = []
+    fail_with: ClassVar[Exception | None] = None
 
     def __init__(self) -> None:
         self.module = object()
@@ -135,8 +135,8 @@ def fake_bcc(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     calls: list[tuple[Any, ...]] = []
     FakeBPFClass.calls = calls
     FakeBPFClass.fail_with = None
-    module = types.SimpleNamespace(BPF=FakeBPFClass, libbcc=types.SimpleNamespace(lib=FakeLib(calls)),
-                                   __version__="fake")
+    module = types.SimpleNamespace(BPF=FakeBPFClass, __version__="fake",
+                                   libbcc=types.SimpleNamespace(lib=FakeLib(calls)))
     monkeypatch.setattr(adapter, "_bcc", module)
     monkeypatch.setattr(adapter, "_errno_now", lambda: 0)
     monkeypatch.setattr(features, "capabilities", lambda: frozenset({"CAP_SYS_ADMIN",
@@ -214,7 +214,8 @@ def test_bcc_failure_becomes_attach_error(fake_bcc: list[Any]) -> None:
 
 
 def test_error_unknown_program_function(fake_bcc: list[Any]) -> None:
-    with pytest.raises(ebpfhooks.ProgramError, match="defines no function 'missing'; it defines: fn"):
+    with pytest.raises(ebpfhooks.ProgramError,
+                       match="defines no function 'missing'; it defines: fn"):
         Hook.from_spec("t:syscalls:sys_enter_openat").attach(FakeBPFClass(), fn_name="missing")
 
 

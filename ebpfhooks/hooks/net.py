@@ -145,7 +145,10 @@ class RawSocket(Hook):
     overhead = "very low"
     min_kernel = (3, 19)
     program_type = "SOCKET_FILTER"
-    capabilities = (frozenset({"CAP_NET_RAW", "CAP_BPF"}), frozenset({"CAP_NET_RAW", "CAP_SYS_ADMIN"}))
+    capabilities = (
+        frozenset({"CAP_NET_RAW", "CAP_BPF"}),
+        frozenset({"CAP_NET_RAW", "CAP_SYS_ADMIN"}),
+    )
 
     def spec(self) -> str:
         """``raw_socket:IFACE``."""
