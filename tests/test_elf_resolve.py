@@ -462,3 +462,16 @@ def test_user_target_is_frozen_value() -> None:
 def test_import_does_not_import_bcc() -> None:
     code = "import sys, ebpfhooks.elf; assert 'bcc' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_symlinks_followed_inside_another_root(tmp_path: pathlib.Path) -> None:
+    from ebpfhooks.elf.resolve import _resolve_in_root
+
+    root = tmp_path / "container"
+    (root / "usr" / "lib").mkdir(parents=True)
+    (root / "usr" / "lib" / "libz.so.1.2").write_bytes(b"")
+    (root / "lib").symlink_to("/usr/lib")  # absolute: must stay inside root
+    (root / "usr" / "lib" / "libz.so.1").symlink_to("libz.so.1.2")
+    got = _resolve_in_root(root, "/lib/libz.so.1")
+    assert got == str(root / "usr" / "lib" / "libz.so.1.2")
+    assert _resolve_in_root(root, "/../../lib/./libz.so.1") == got
