@@ -12,8 +12,14 @@ Attaching (root, bcc from the distribution)::
     with ebpfhooks.Hook.from_spec("uprobe:/bin/bash:readline").attach(prog) as link:
         ...
 
-``import ebpfhooks`` does not import bcc; bcc is loaded on the first attach.
+``import ebpfhooks`` is cheap: it imports neither bcc nor the hook modules; the
+public names below are loaded on first use.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ebpfhooks.errors import (
     AmbiguousSymbolError,
@@ -36,28 +42,56 @@ from ebpfhooks.errors import (
     TracepointNotFoundError,
     WrongArchitectureError,
 )
-from ebpfhooks.hooks import (
-    KINDS,
-    Address,
-    FileOffset,
-    Hook,
-    Kprobe,
-    Kretprobe,
-    Link,
-    Program,
-    RawSocket,
-    RawTracepoint,
-    Resolution,
-    Symbol,
-    Tracepoint,
-    Uprobe,
-    Uretprobe,
-    Xdp,
-    XdpMode,
-)
-from ebpfhooks.spec import parse as from_spec
+
+if TYPE_CHECKING:
+    from ebpfhooks.hooks import (
+        KINDS,
+        Address,
+        FileOffset,
+        Hook,
+        Kprobe,
+        Kretprobe,
+        Link,
+        LinkGroup,
+        Program,
+        RawSocket,
+        RawTracepoint,
+        Resolution,
+        Symbol,
+        Tracepoint,
+        Uprobe,
+        Uretprobe,
+        Xdp,
+        XdpMode,
+    )
+    from ebpfhooks.spec import parse as from_spec
 
 __version__ = "0.1.0.dev0"
+
+#: Public name -> (module, attribute) for names loaded on first use.
+_LAZY: dict[str, tuple[str, str]] = {
+    **{name: ("ebpfhooks.hooks", name) for name in (
+        "KINDS", "Address", "FileOffset", "Hook", "Kprobe", "Kretprobe", "Link", "LinkGroup",
+        "Program", "RawSocket", "RawTracepoint", "Resolution", "Symbol", "Tracepoint",
+        "Uprobe", "Uretprobe", "Xdp", "XdpMode",
+    )},
+    "from_spec": ("ebpfhooks.spec", "parse"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'ebpfhooks' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "KINDS",
@@ -77,6 +111,7 @@ __all__ = [
     "Kretprobe",
     "LibraryNotFoundError",
     "Link",
+    "LinkGroup",
     "NotAnElfError",
     "NotSupportedError",
     "ProcessNotFoundError",

@@ -344,3 +344,34 @@ def test_error_unprivileged_names_the_capability() -> None:
                         "capability=CAP_SYS_ADMIN")
     assert "needs CAP_SYS_ADMIN or CAP_BPF+CAP_PERFMON" in lines[1]
     assert "run as root" in lines[1]
+
+
+def test_link_group_is_all_or_nothing(fake_bcc: list[Any]) -> None:
+    bpf = FakeBPFClass()
+    hooks = [Hook.from_spec("t:syscalls:sys_enter_openat"), Hook.from_spec("rt:sched_switch"),
+             Hook.from_spec("t:syscalls:sys_enter_nosuch")]
+    with pytest.raises(ebpfhooks.TracepointNotFoundError):
+        ebpfhooks.LinkGroup.attach_all(hooks, bpf, "fn")
+    # the two that attached were detached again, last first
+    assert [c[0] for c in fake_bcc] == ["attach_tracepoint", "attach_raw_tracepoint",
+                                        "detach_raw_tracepoint", "detach_tracepoint"]
+
+
+def test_link_group_optional_records_what_it_skipped(fake_bcc: list[Any]) -> None:
+    bpf = FakeBPFClass()
+    hooks = [Hook.from_spec("t:syscalls:sys_enter_nosuch"), Hook.from_spec("rt:sched_switch")]
+    with ebpfhooks.LinkGroup.attach_all(hooks, bpf, "fn", optional=True) as group:
+        assert len(group) == 1 and group.attached
+        assert group.skipped[0][0] == hooks[0]
+        assert isinstance(group.skipped[0][1], ebpfhooks.TracepointNotFoundError)
+    assert not group.attached
+    assert fake_bcc[-1][0] == "detach_raw_tracepoint"
+
+
+def test_import_is_lazy() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, ebpfhooks; "
+         "print(sorted(m for m in sys.modules if m.startswith(('attr', 'ebpfhooks.hooks', "
+         "'ebpfhooks.kernel', 'elftools'))))"],
+        capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,6 +1,6 @@
 """The eight hook kinds, one module per family, over the shared :mod:`.base`."""
 
-from ebpfhooks.hooks.base import Hook, Link, Program, Resolution
+from ebpfhooks.hooks.base import Hook, Link, LinkGroup, Program, Resolution
 from ebpfhooks.hooks.kprobe import Kprobe, KprobeResolution, Kretprobe
 from ebpfhooks.hooks.net import InterfaceResolution, RawSocket, Xdp, XdpMode
 from ebpfhooks.hooks.tracepoint import (
@@ -33,6 +33,7 @@ __all__ = [
     "KprobeResolution",
     "Kretprobe",
     "Link",
+    "LinkGroup",
     "Program",
     "RawSocket",
     "RawTracepoint",

@@ -12,7 +12,7 @@ import atexit
 import contextlib
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -20,7 +20,7 @@ import attrs
 
 from ebpfhooks.errors import ProgramError, SpecError
 
-__all__ = ["Hook", "Link", "Program", "Resolution"]
+__all__ = ["Hook", "Link", "LinkGroup", "Program", "Resolution"]
 
 _C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -308,3 +308,89 @@ class Link:
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"
         return f"<Link {self.hook} -> {self.program.fn_name} ({state})>"
+
+
+class LinkGroup:
+    """Several links owned together: detached together, in reverse order.
+
+    >>> with LinkGroup.attach_all(hooks, prog) as group:        # doctest: +SKIP
+    ...     print(len(group), "attached")
+
+    ``attach_all`` is all-or-nothing by default: if one attach fails, the
+    ones already made are detached and the error is raised. With
+    ``optional=True`` a hook that cannot attach (missing target, kernel
+    without the feature) is recorded in :attr:`skipped` with its error and the
+    rest go on (bpftrace's ``missing_probes = warn``).
+    """
+
+    __slots__ = ("links", "skipped")
+
+    def __init__(self, links: list[Link] | None = None,
+                 skipped: list[tuple[Hook, Exception]] | None = None) -> None:
+        self.links: list[Link] = list(links or [])
+        self.skipped: list[tuple[Hook, Exception]] = list(skipped or [])
+
+    @classmethod
+    def attach_all(
+        cls,
+        hooks: list[Hook] | tuple[Hook, ...],
+        prog: Program | Any,
+        fn_name: str | None = None,
+        *,
+        optional: bool = False,
+    ) -> LinkGroup:
+        """Attach ``prog`` to every hook; see the class docs for failures."""
+        from ebpfhooks.errors import EbpfHooksError, HookPermissionError, ProgramError
+
+        program = Program.coerce(prog, fn_name)
+        group = cls()
+        for hook in hooks:
+            try:
+                group.links.append(hook.attach(program))
+            except EbpfHooksError as err:
+                # a missing privilege or a bad program fails every hook alike: never optional
+                if optional and not isinstance(err, (HookPermissionError, ProgramError)):
+                    group.skipped.append((hook, err))
+                    continue
+                group.detach()
+                raise
+            except BaseException:
+                group.detach()
+                raise
+        return group
+
+    @property
+    def attached(self) -> bool:
+        """True while any link of the group is attached."""
+        return any(link.attached for link in self.links)
+
+    def detach(self) -> None:
+        """Detach every link (last attached first); errors are raised after trying all."""
+        first: BaseException | None = None
+        for link in reversed(self.links):
+            try:
+                link.detach()
+            except Exception as err:  # keep going: detach what we can
+                first = first or err
+        if first is not None:
+            raise first
+
+    def __iter__(self) -> Iterator[Link]:
+        return iter(self.links)
+
+    def __len__(self) -> int:
+        return len(self.links)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.detach()
+
+    def __repr__(self) -> str:
+        return f"<LinkGroup {len(self.links)} links, {len(self.skipped)} skipped>"
