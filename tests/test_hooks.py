@@ -348,13 +348,17 @@ def test_error_unprivileged_names_the_capability() -> None:
 
 def test_link_group_is_all_or_nothing(fake_bcc: list[Any]) -> None:
     bpf = FakeBPFClass()
-    hooks = [Hook.from_spec("t:syscalls:sys_enter_openat"), Hook.from_spec("rt:sched_switch"),
+    hooks = [Hook.from_spec("t:syscalls:sys_enter_openat"), Hook.from_spec("t:sched:sched_switch"),
              Hook.from_spec("t:syscalls:sys_enter_nosuch")]
     with pytest.raises(ebpfhooks.TracepointNotFoundError):
         ebpfhooks.LinkGroup.attach_all(hooks, bpf, "fn")
     # the two that attached were detached again, last first
-    assert [c[0] for c in fake_bcc] == ["attach_tracepoint", "attach_raw_tracepoint",
-                                        "detach_raw_tracepoint", "detach_tracepoint"]
+    assert [c[:2] for c in fake_bcc] == [
+        ("attach_tracepoint", "syscalls:sys_enter_openat"),
+        ("attach_tracepoint", "sched:sched_switch"),
+        ("detach_tracepoint", "sched:sched_switch"),
+        ("detach_tracepoint", "syscalls:sys_enter_openat"),
+    ]
 
 
 def test_link_group_optional_records_what_it_skipped(fake_bcc: list[Any]) -> None:
