@@ -70,6 +70,23 @@ def uprobe_target(build_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def uprobe_lib_target(build_dir: Path) -> tuple[Path, Path]:
+    """(program, library): the uprobe target linked against libehklib.so (rpath set)."""
+    if shutil.which("gcc") is None:
+        not_possible("gcc is needed to build the uprobe target")
+    libdir = build_dir / "lib"
+    libdir.mkdir(exist_ok=True)
+    lib = libdir / "libehklib.so"
+    subprocess.run(["gcc", "-O2", "-g", "-shared", "-fPIC", "-o", str(lib),
+                    str(HERE / "targets/ehklib.c")], check=True)
+    prog = build_dir / "uprobe_target_lib"
+    subprocess.run(["gcc", "-O2", "-g", "-DWITH_LIB", "-o", str(prog),
+                    str(HERE / "targets/uprobe_target.c"), f"-L{libdir}", "-lehklib",
+                    f"-Wl,-rpath,{libdir}"], check=True)
+    return prog, lib
+
+
+@pytest.fixture(scope="session")
 def bpf(live: None) -> Iterator[Any]:
     """One compiled module with every live test program (one bcc compile per session)."""
     from bcc import BPF
