@@ -293,25 +293,155 @@ def attach_uprobe(
 
 
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1
+BPF_LINK_CREATE = 28  # enum bpf_cmd
+BPF_XDP = 37  # enum bpf_attach_type; XDP links need kernel 5.9
+#: bpf(2) syscall numbers, for the fallback when libbpf.so.1 cannot be loaded.
+_NR_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "riscv64": 280, "ppc64le": 361,
+           "s390x": 351, "i686": 357}
+
+#: How an XDP program is attached: ``"link"`` (a bpf_link, detached by the kernel when its
+#: fd closes, even on SIGKILL), ``"netlink"`` (bcc's way: stays until removed) or ``"auto"``
+#: (bpf_link where the kernel has XDP links, 5.9+, else netlink). Overridden by the
+#: ``EBPFHOOKS_XDP_ATTACH`` environment variable.
+XDP_ATTACH_MODES = ("auto", "link", "netlink")
 
 
-def attach_xdp(bpf: Any, fn_name: str, interface: str, mode_flags: int, *, what: str) -> Detach:
-    """Attach an XDP program (netlink, refusing to replace another); return its detach."""
-    bcc = load()
+def xdp_attach_mode() -> str:
+    """The XDP attach mechanism in force (``EBPFHOOKS_XDP_ATTACH``, default ``auto``)."""
+    mode = os.environ.get("EBPFHOOKS_XDP_ATTACH", "auto").strip().lower() or "auto"
+    if mode not in XDP_ATTACH_MODES:
+        raise AttachError(
+            f"EBPFHOOKS_XDP_ATTACH={mode!r} is not one of {', '.join(XDP_ATTACH_MODES)}; "
+            "unset it to let ebpfhooks choose (bpf_link on kernels >= 5.9)"
+        )
+    return mode
+
+
+def _link_create_fn() -> Callable[[int, int, int, int], int]:
+    """``bpf_link_create(prog_fd, target_fd, attach_type, flags)`` returning fd or -errno."""
+    import ctypes
+    import platform
+
+    try:
+        libbpf = ctypes.CDLL("libbpf.so.1", use_errno=True)
+        fn = libbpf.bpf_link_create
+    except (OSError, AttributeError):
+        fn = None
+    if fn is not None:
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+
+        class _Opts(ctypes.Structure):  # the stable head of struct bpf_link_create_opts
+            _fields_ = [("sz", ctypes.c_size_t), ("flags", ctypes.c_uint32),
+                        ("_pad", ctypes.c_uint32)]
+
+        def via_libbpf(prog_fd: int, target: int, attach_type: int, flags: int) -> int:
+            opts = _Opts(ctypes.sizeof(_Opts), flags, 0)
+            ctypes.set_errno(0)
+            fd: int = fn(prog_fd, target, attach_type, ctypes.byref(opts))
+            return fd if fd >= 0 else -(ctypes.get_errno() or -fd)
+
+        return via_libbpf
+    nr = _NR_BPF.get(platform.machine())
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def via_syscall(prog_fd: int, target: int, attach_type: int, flags: int) -> int:
+        if nr is None:
+            return -_errno.ENOSYS
+        # union bpf_attr.link_create: prog_fd, target_ifindex, attach_type, flags
+        attr = (ctypes.c_uint32 * 16)(prog_fd, target, attach_type, flags)
+        fd: int = libc.syscall(ctypes.c_long(nr), ctypes.c_int(BPF_LINK_CREATE),
+                               ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr)))
+        return fd if fd >= 0 else -ctypes.get_errno()
+
+    return via_syscall
+
+
+def _xdp_busy(what: str, interface: str, code: int) -> AttachError:
+    return AttachError(
+        f"the kernel refused to attach {what}: interface {interface!r} already has an "
+        "XDP program; ebpfhooks never replaces one it does not own "
+        f"(see it with: ip link show dev {interface}; if it was left by a dead process, "
+        f"remove it with: ebpfhooks cleanup --xdp {interface}, or ip link set dev "
+        f"{interface} xdp off)",
+        errno=code,
+    )
+
+
+class XdpAttachment:
+    """The detach callable of an XDP attachment; ``via`` says how it was made.
+
+    ``via`` is ``"link"`` (``fd`` is the bpf_link's fd: closing it detaches, and the
+    kernel closes it when the process dies however it dies) or ``"netlink"``
+    (``fd`` is None; the program stays on the interface until removed).
+    """
+
+    def __init__(self, via: str, fd: int | None, remove: Detach) -> None:
+        self.via = via
+        self.fd = fd
+        self._remove: Detach | None = remove
+
+    def __call__(self) -> None:
+        remove = self._remove
+        if remove is None:
+            return
+        remove()
+        self._remove = None
+
+
+def attach_xdp(bpf: Any, fn_name: str, interface: str, mode_flags: int, *, what: str,
+               ifindex: int | None = None, via: str | None = None) -> XdpAttachment:
+    """Attach an XDP program, never replacing another; return its detach.
+
+    ``via`` is ``"link"``, ``"netlink"`` or ``"auto"`` (default: :func:`xdp_attach_mode`):
+    a bpf_link (kernel 5.9+) is detached by the kernel when this process exits, even by
+    SIGKILL; bcc's netlink attach outlives the process unless removed.
+    """
     fn = _load_func(bpf, fn_name, "XDP", what)
+    via = via or xdp_attach_mode()
+    if via == "auto":
+        from ebpfhooks.kernel.features import FeatureStatus, bpf_link
+
+        via = "link" if bpf_link().status is not FeatureStatus.NO else "netlink"
+    if via == "link":
+        if ifindex is None:
+            from ebpfhooks.kernel.netdev import ifindex as _ifindex
+
+            ifindex = _ifindex(interface)
+        fd = _link_create_fn()(fn.fd, ifindex, BPF_XDP, mode_flags)
+        if fd >= 0:
+            return XdpAttachment("link", fd, lambda: os.close(fd))
+        code = -fd
+        if code in (_errno.EBUSY, _errno.EEXIST):
+            raise _xdp_busy(what, interface, code)
+        if code in (_errno.EPERM, _errno.EACCES):
+            raise HookPermissionError(
+                f"attaching {what} was refused ({os.strerror(code)}): needs {CAPS_NET}; "
+                "run as root", capability="CAP_BPF")
+        if code == _errno.ENODEV:
+            from ebpfhooks.errors import InterfaceNotFoundError
+
+            raise InterfaceNotFoundError(interface, where="this network namespace (ip link show)")
+        if code not in (_errno.EINVAL, _errno.ENOSYS):
+            raise AttachError(
+                f"the kernel refused to attach {what} through a bpf_link: "
+                f"{os.strerror(code)}; native (drv) mode needs driver support; "
+                "try mode skb (generic)",
+                errno=code,
+            )
+        # EINVAL/ENOSYS: this kernel has no XDP links after all; netlink below
+    return _attach_xdp_netlink(fn, interface, mode_flags, what)
+
+
+def _attach_xdp_netlink(fn: Any, interface: str, mode_flags: int, what: str) -> XdpAttachment:
+    bcc = load()
     dev = interface.encode()
     try:
         bcc.BPF.attach_xdp(dev, fn, mode_flags | XDP_FLAGS_UPDATE_IF_NOEXIST)
     except Exception as err:
         code = _errno_now()
         if code in (_errno.EBUSY, _errno.EEXIST):
-            raise AttachError(
-                f"the kernel refused to attach {what}: interface {interface!r} already has an "
-                "XDP program; ebpfhooks never replaces one it does not own "
-                f"(see it with: ip link show dev {interface}; remove it with: "
-                f"ip link set dev {interface} xdp off)",
-                errno=code,
-            ) from err
+            raise _xdp_busy(what, interface, code) from err
         raise _attach_error(
             what, err, CAPS_NET,
             "native (drv) mode needs driver support; try mode skb (generic)",
@@ -326,7 +456,7 @@ def attach_xdp(bpf: Any, fn_name: str, interface: str, mode_flags: int, *, what:
                 return  # the interface is gone, and the program with it
             raise AttachError(f"detaching {what} failed: {err}", errno=code or None) from err
 
-    return detach
+    return XdpAttachment("netlink", None, detach)
 
 
 def attach_raw_socket(bpf: Any, fn_name: str, interface: str, *, what: str) -> tuple[Detach, int]:

@@ -190,7 +190,10 @@ def test_dispatch_uprobe_passes_the_resolved_file_offset(fake_bcc: list[Any]) ->
     assert fake_bcc[-1][0] == "detach_uprobe"
 
 
-def test_dispatch_xdp_and_raw_socket(fake_bcc: list[Any]) -> None:
+def test_dispatch_xdp_and_raw_socket(
+    fake_bcc: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EBPFHOOKS_XDP_ATTACH", "netlink")  # bpf_link XDP: test_lifetimes_unit
     bpf = FakeBPFClass()
     with Hook.from_spec("xdp:lo:skb").attach(bpf, fn_name="on_xdp"):
         assert fake_bcc == [("attach_xdp", "lo", 2 | 1)]  # SKB mode, never replace

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import re
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -223,15 +225,57 @@ def _detach_all_at_exit() -> None:
             link.detach()
 
 
+#: Signals whose default action (terminate without cleanup) is turned into
+#: ``SystemExit`` at the first attach, so ``with`` blocks unwind and atexit runs.
+EXIT_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    # 128 + signum is what a shell reports for a process killed by the signal
+    raise SystemExit(128 + signum)
+
+
+def _install_signal_handlers() -> None:
+    """Make SIGTERM/SIGHUP exit through Python (SystemExit) where nobody else handles them.
+
+    Only a signal whose handler is still ``SIG_DFL`` is touched, and only from the
+    main thread (Python allows no other); user handlers and ``SIG_IGN`` are left
+    alone. SIGINT needs nothing: Python already raises ``KeyboardInterrupt``.
+    Set ``EBPFHOOKS_SIGNALS=0`` to leave every handler alone.
+    """
+    if os.environ.get("EBPFHOOKS_SIGNALS", "1").strip() in ("0", "no", "false"):
+        return
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in EXIT_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                signal.signal(signum, _exit_on_signal)
+
+
+def _forget_links_in_child() -> None:
+    # A forked child does not own its parent's links: it must not detach them at exit.
+    global _live_lock
+    _live_lock = threading.Lock()
+    _live_links.clear()
+
+
 def _register(link: Link) -> None:
     # Registered at the first attach, i.e. after the BPF object registered bcc's
     # own atexit cleanup; atexit runs in reverse, so ours runs before bcc's.
     global _atexit_registered
     with _live_lock:
         _live_links.add(link)
-        if not _atexit_registered:
+        first = not _atexit_registered
+        if first:
             atexit.register(_detach_all_at_exit)
+            os.register_at_fork(after_in_child=_forget_links_in_child)
             _atexit_registered = True
+    if first:
+        _install_signal_handlers()
 
 
 def live_links() -> list[Link]:
@@ -250,11 +294,18 @@ class Link:
 
     ``detach()`` twice is harmless. Links still attached at interpreter exit
     are detached then (XDP programs and raw sockets included, which bcc's own
-    cleanup leaves behind). ``fd`` is the raw socket's file descriptor for
-    ``raw_socket`` hooks (read packets from it), ``None`` otherwise.
+    cleanup leaves behind). At the first attach, SIGTERM and SIGHUP are made
+    to raise ``SystemExit`` if their handler is still the default one, so a
+    terminated process unwinds and detaches too (``EBPFHOOKS_SIGNALS=0`` turns
+    this off; your own handlers are never replaced). After ``fork()`` the
+    child does not own (and will not detach) the parent's links.
+
+    ``fd`` is the raw socket's file descriptor for ``raw_socket`` hooks (read
+    packets from it), the bpf_link's fd for ``xdp`` hooks attached through a
+    link, ``None`` otherwise.
     """
 
-    __slots__ = ("_detach", "_lock", "fd", "hook", "program", "resolution")
+    __slots__ = ("_detach", "_lock", "fd", "hook", "passed_over", "program", "resolution")
 
     def __init__(
         self,
@@ -269,6 +320,8 @@ class Link:
         self.resolution = resolution
         self.program = program
         self.fd = fd
+        #: For a link made by a fallback chain: the hooks passed over, with why.
+        self.passed_over: tuple[tuple[Hook, Exception], ...] = ()
         self._detach: Callable[[], None] | None = detach
         self._lock = threading.Lock()
         _register(self)

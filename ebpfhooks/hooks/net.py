@@ -89,6 +89,13 @@ class Xdp(Hook):
     program from the interface on detach and at exit (bcc does not), and
     never replaces a program it does not own. Minimum kernel 4.8 (generic
     mode 4.12).
+
+    On kernels >= 5.9 the program is attached through a kernel ``bpf_link``
+    (``link.fd`` is its fd): the kernel detaches it when the fd closes, so
+    even a SIGKILLed process leaves nothing on the interface. Older kernels
+    (or ``EBPFHOOKS_XDP_ATTACH=netlink``) use bcc's netlink attach, which
+    stays until removed (``ebpfhooks cleanup`` finds such leftovers); see
+    docs/lifetimes.md.
     """
 
     interface: str = attrs.field(validator=validated(check_interface, "interface"))
@@ -116,9 +123,10 @@ class Xdp(Hook):
     def _attach_resolved(
         self, program: Program, resolution: Resolution
     ) -> tuple[Callable[[], None], int | None]:
-        detach = _bcc.attach_xdp(program.bpf, program.fn_name, self.interface, self.mode.value,
-                                 what=str(self))
-        return detach, None
+        ifindex = resolution.ifindex if isinstance(resolution, InterfaceResolution) else None
+        attachment = _bcc.attach_xdp(program.bpf, program.fn_name, self.interface,
+                                     self.mode.value, what=str(self), ifindex=ifindex)
+        return attachment, attachment.fd
 
 
 @attrs.frozen
