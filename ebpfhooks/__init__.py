@@ -44,6 +44,7 @@ from ebpfhooks.errors import (
 )
 
 if TYPE_CHECKING:
+    from ebpfhooks.chain import FirstOf, NoAlternativeError, attach_all, first_of
     from ebpfhooks.hooks import (
         KINDS,
         Address,
@@ -76,6 +77,9 @@ _LAZY: dict[str, tuple[str, str]] = {
         "Uprobe", "Uretprobe", "Xdp", "XdpMode",
     )},
     "from_spec": ("ebpfhooks.spec", "parse"),
+    **{name: ("ebpfhooks.chain", name) for name in (
+        "FirstOf", "NoAlternativeError", "attach_all", "first_of",
+    )},
 }
 
 
@@ -102,6 +106,7 @@ __all__ = [
     "BinaryNotFoundError",
     "EbpfHooksError",
     "FileOffset",
+    "FirstOf",
     "Hook",
     "HookNotFoundError",
     "HookPermissionError",
@@ -112,6 +117,7 @@ __all__ = [
     "LibraryNotFoundError",
     "Link",
     "LinkGroup",
+    "NoAlternativeError",
     "NotAnElfError",
     "NotSupportedError",
     "ProcessNotFoundError",
@@ -132,5 +138,7 @@ __all__ = [
     "Xdp",
     "XdpMode",
     "__version__",
+    "attach_all",
+    "first_of",
     "from_spec",
 ]
