@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import select
+import signal
 import subprocess
 import sys
 import threading
@@ -142,3 +144,57 @@ def test_execsnoop_reports_pid_filename_and_argv(live: None) -> None:
                for line in run.lines[2:-1]), run.stdout
     assert run.lines[1].split() == ["PID", "COMM", "FILENAME", "ARGV"]
     assert run.lines[-1].endswith(" execs seen")
+
+
+def _type_into_bash(lines: list[str]) -> str:
+    """Run an interactive bash on a pseudo-terminal, type ``lines``, return what it printed."""
+    import pty
+
+    master, slave = pty.openpty()
+    env = {"PATH": "/usr/bin:/bin", "TERM": "dumb", "INPUTRC": "/dev/null", "PS1": "$ "}
+    bash = subprocess.Popen(["/bin/bash", "--norc", "--noprofile", "-i"], stdin=slave,
+                            stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    out = b""
+    try:
+        for line in [*lines, "exit"]:
+            os.write(master, line.encode() + b"\n")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                if bash.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 4096)   # drain, or bash blocks on a full pty
+            except OSError:   # EIO: bash exited and closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        bash.wait(timeout=10)
+    finally:
+        if bash.poll() is None:
+            bash.kill()
+            bash.wait()
+        os.close(master)
+    return out.decode(errors="replace")
+
+
+def test_bashreadline_prints_the_typed_command(live: None) -> None:
+    marker = f"ehk-readline-{os.getpid()}"
+    run = Run("bashreadline.py", "--duration", "30")
+    first = run.attached()
+    assert first.startswith("attached uretprobe:/bin/bash:readline -> "), first
+    assert "bash:readline (vaddr 0x" in first
+    typed = f"echo {marker} one two"
+    shown = _type_into_bash([typed, "true"])
+    assert marker in shown   # bash really ran it
+    line = run.wait_for(lambda text: text.endswith(" " + typed), timeout=10)
+    pid, comm = line.split()[1:3]
+    assert int(pid) > 0 and comm == "bash"
+    run.wait_for(lambda text: text.endswith(" bash     true"), timeout=10)
+    run.signal(signal.SIGINT)
+    assert run.finish() == 0, run.stderr
+    assert run.lines[-1].endswith(" lines read")
