@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,8 +16,10 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from conftest import not_possible
 
 ROOT = Path(__file__).resolve().parent.parent
+TARGETS = ROOT / "tests" / "targets"
 pytestmark = pytest.mark.live
 
 
@@ -198,3 +202,54 @@ def test_bashreadline_prints_the_typed_command(live: None) -> None:
     run.signal(signal.SIGINT)
     assert run.finish() == 0, run.stderr
     assert run.lines[-1].endswith(" lines read")
+
+
+def _histogram(lines: list[str]) -> dict[tuple[int, int], int]:
+    rows = {}
+    for line in lines:
+        match = re.fullmatch(r"\s*(\d+) -> (\d+)\s+: (\d+)\s+\|\**\s*\|", line)
+        if match:
+            low, high, count = map(int, match.groups())
+            rows[low, high] = count
+    return rows
+
+
+def test_mallocsize_histogram_of_known_sizes(live: None, build_dir: Path) -> None:
+    if shutil.which("gcc") is None:
+        not_possible("gcc is needed to build the malloc target")
+    target = build_dir / "malloc_target"
+    subprocess.run(["gcc", "-O2", "-o", str(target), str(TARGETS / "malloc_target.c")],
+                   check=True)
+    proc = subprocess.Popen([str(target)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline() == "ready\n"
+        run = Run("mallocsize.py", "--pid", str(proc.pid), "--duration", "30")
+        first = run.attached()
+        assert first.startswith(f"attached uprobe:libc:malloc[pid={proc.pid}] -> "), first
+        assert "libc.so.6:malloc" in first
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "done 118\n"
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert run.finish() == 0, run.stderr   # it stops by itself when the process exits
+    assert f"process {proc.pid} exited" in run.lines
+    rows = _histogram(run.lines)
+    # malloc_target.c: 100 x 24 bytes, 11 x 12000, 7 x 300000, nothing else after the line
+    assert rows[16, 31] == 100, run.stdout
+    assert rows[8192, 16383] == 11, run.stdout
+    assert rows[262144, 524287] == 7, run.stdout
+    assert sum(rows.values()) == 118, run.stdout
+    assert run.lines[-1] == f"118 calls, {100 * 24 + 11 * 12000 + 7 * 300000} bytes asked for"
+
+
+def test_mallocsize_refuses_a_bad_pid() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "examples/mallocsize.py"), "--pid", "1x"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "argument --pid: not a process id: '1x'" in out.stderr
