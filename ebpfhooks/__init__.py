@@ -45,6 +45,8 @@ from ebpfhooks.errors import (
 
 if TYPE_CHECKING:
     from ebpfhooks.chain import FirstOf, NoAlternativeError, attach_all, first_of
+    from ebpfhooks.discover import expand, info, kallsyms, list_hooks, suggest
+    from ebpfhooks.doctor import features
     from ebpfhooks.hooks import (
         KINDS,
         Address,
@@ -80,6 +82,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     **{name: ("ebpfhooks.chain", name) for name in (
         "FirstOf", "NoAlternativeError", "attach_all", "first_of",
     )},
+    **{name: ("ebpfhooks.discover", name) for name in (
+        "expand", "info", "kallsyms", "list_hooks", "suggest",
+    )},
+    "features": ("ebpfhooks.doctor", "features"),
 }
 
 
@@ -139,6 +145,12 @@ __all__ = [
     "XdpMode",
     "__version__",
     "attach_all",
+    "expand",
+    "features",
     "first_of",
     "from_spec",
+    "info",
+    "kallsyms",
+    "list_hooks",
+    "suggest",
 ]

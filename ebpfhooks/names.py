@@ -55,7 +55,8 @@ def _check(
                 i,
                 1,
                 f"wildcard {ch!r} in a single-hook spec: a hook names exactly one {what}; "
-                "list the matches with `bpftrace -l 'PATTERN'` and attach each",
+                "list the matches with `ebpfhooks list 'PATTERN'`, or attach them all with "
+                "`ebpfhooks.expand(spec).attach(...)`",
             )
         pat = first if i == 0 else rest
         if not pat.match(ch):
@@ -105,7 +106,8 @@ def check_path(path: str) -> Problem | None:
         if ch == "\x00" or not ch.isprintable():
             return (i, 1, f"control character {ch!r} in a binary path")
         if ch in WILDCARDS:
-            return (i, 1, f"wildcard {ch!r} in a single-hook spec; name one binary")
+            return (i, 1, f"wildcard {ch!r} in a single-hook spec; name one binary "
+                    "(`ebpfhooks list 'uprobe:/dir/lib*:SYMBOL'` lists a glob's matches)")
     if len(path) > PATH_LEN:
         return (PATH_LEN, len(path) - PATH_LEN, f"path longer than {PATH_LEN} characters")
     return None

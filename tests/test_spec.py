@@ -227,7 +227,8 @@ def test_error_characters_that_cannot_be_a_symbol() -> None:
 def test_error_wildcard_points_to_listing() -> None:
     msg = _error("kprobe:vfs_*")
     assert "wildcard '*' in a single-hook spec" in msg
-    assert "bpftrace -l" in msg
+    assert "ebpfhooks list 'PATTERN'" in msg
+    assert "ebpfhooks.expand(spec)" in msg
     assert "wildcard '?'" in _error("tracepoint:syscalls:sys_enter_open?t")
     assert "wildcard" in _error("uprobe:/bin/*:main")
 

@@ -38,12 +38,16 @@ __all__ = [
     "features",
     "is_root",
     "kernel_config",
+    "kernel_headers",
     "kernel_version",
     "kprobes",
+    "kptr_restrict",
+    "lockdown",
     "parse_capabilities",
     "parse_kconfig",
     "parse_kernel_release",
     "raw_tracepoints",
+    "unprivileged_bpf",
     "uprobes",
     "xdp",
 ]
@@ -467,6 +471,147 @@ def bpf_link() -> Feature:
 
 def _v(version: tuple[int, int, int]) -> str:
     return ".".join(map(str, version))
+
+
+# --------------------------------------------------------------------------- sysctls and files
+# Not cached: an administrator changes these while a process runs (doctor --fix, sysctl).
+
+KPTR_RESTRICT = Path("/proc/sys/kernel/kptr_restrict")
+UNPRIVILEGED_BPF = Path("/proc/sys/kernel/unprivileged_bpf_disabled")
+LOCKDOWN = Path("/sys/kernel/security/lockdown")
+KALLSYMS = Path("/proc/kallsyms")
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def kptr_restrict() -> Feature:
+    """Are kernel addresses visible in /proc/kallsyms to this process?
+
+    YES when the first symbol's address reads as non-zero; NO when it reads as zero,
+    with ``kernel.kptr_restrict`` and the fix (root with CAP_SYSLOG sees addresses at
+    ``kptr_restrict`` 0 or 1; 2 hides them from everyone).
+
+    >>> kptr_restrict().status  # doctest: +SKIP
+    <FeatureStatus.YES: 'yes'>
+    """
+    value = _read_int(KPTR_RESTRICT)
+    setting = f"kernel.kptr_restrict={value}" if value is not None else "kptr_restrict unknown"
+    try:
+        with KALLSYMS.open("rb") as handle:
+            first = handle.readline()
+    except OSError as err:
+        return Feature("kptr_restrict", FeatureStatus.UNKNOWN,
+                       f"cannot read {KALLSYMS}: {err.strerror}", "run as root")
+    if first.split(b" ", 1)[0].strip(b"0") == b"":
+        fix = ("sysctl -w kernel.kptr_restrict=0" if value == 2 else
+               "run as root (CAP_SYSLOG), or sysctl -w kernel.kptr_restrict=0")
+        return Feature("kptr_restrict", FeatureStatus.NO,
+                       f"{KALLSYMS} shows every address as 0 ({setting})", fix)
+    return Feature("kptr_restrict", FeatureStatus.YES, f"addresses visible ({setting})")
+
+
+def unprivileged_bpf() -> Feature:
+    """May unprivileged users load BPF programs (``kernel.unprivileged_bpf_disabled``)?
+
+    Matters only without root: ebpfhooks' hook kinds all need privileges anyway
+    (CAP_BPF with CAP_PERFMON or CAP_NET_ADMIN), so NO here is normal and harmless.
+
+    >>> unprivileged_bpf().status  # doctest: +SKIP
+    <FeatureStatus.NO: 'no'>
+    """
+    value = _read_int(UNPRIVILEGED_BPF)
+    if value is None:
+        return Feature("unprivileged_bpf", FeatureStatus.UNKNOWN,
+                       f"{UNPRIVILEGED_BPF} is not readable")
+    if value == 0:
+        return Feature("unprivileged_bpf", FeatureStatus.YES,
+                       "kernel.unprivileged_bpf_disabled=0")
+    how = "until reboot (1)" if value == 1 else "(2: an admin may set it back to 0)"
+    return Feature(
+        "unprivileged_bpf", FeatureStatus.NO,
+        f"kernel.unprivileged_bpf_disabled={value}: only privileged users load BPF {how}",
+        "run as root or grant CAP_BPF (tracing hooks need privileges in any case)"
+        + ("; or sysctl -w kernel.unprivileged_bpf_disabled=0" if value == 2 else ""),
+    )
+
+
+def parse_lockdown(text: str) -> str | None:
+    """Return the active lockdown mode (the bracketed word) of securityfs ``lockdown``.
+
+    >>> parse_lockdown("[none] integrity confidentiality\n")
+    'none'
+    """
+    match = re.search(r"\[(\w+)\]", text)
+    return match.group(1) if match else None
+
+
+def lockdown() -> Feature:
+    """Does kernel lockdown leave BPF tracing alone? (``/sys/kernel/security/lockdown``)
+
+    YES for ``none`` (or no lockdown LSM); NO for ``integrity`` (kprobe writes to
+    memory are limited) or ``confidentiality`` (reading kernel memory from BPF is
+    refused); UNKNOWN when securityfs is not mounted.
+
+    >>> lockdown().status  # doctest: +SKIP
+    <FeatureStatus.YES: 'yes'>
+
+    Minimum kernel: 5.4 (lockdown LSM).
+    """
+    try:
+        mode = parse_lockdown(LOCKDOWN.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if LOCKDOWN.parent.is_dir() and any(LOCKDOWN.parent.iterdir()):
+            return Feature("lockdown", FeatureStatus.YES,
+                           "securityfs is mounted and has no lockdown file (no lockdown LSM)")
+        return Feature(
+            "lockdown", FeatureStatus.UNKNOWN,
+            "securityfs is not mounted, so the lockdown mode cannot be read",
+            "mount -t securityfs securityfs /sys/kernel/security",
+        )
+    except OSError as err:
+        return Feature("lockdown", FeatureStatus.UNKNOWN, f"{LOCKDOWN}: {err.strerror}")
+    if mode in (None, "none"):
+        return Feature("lockdown", FeatureStatus.YES, f"lockdown mode {mode or 'none'}")
+    return Feature(
+        "lockdown", FeatureStatus.NO,
+        f"lockdown mode {mode}: BPF "
+        + ("cannot read kernel memory" if mode == "confidentiality"
+           else "tracing is restricted"),
+        "boot without lockdown (lockdown=none, or disable Secure Boot enforcement)",
+    )
+
+
+def kernel_headers(release: str | None = None) -> Feature:
+    """Are kernel headers there for bcc to compile programs against?
+
+    Looks at ``/lib/modules/RELEASE/build`` (``include/`` inside); names the version
+    when that is a link to another kernel's headers; falls back to
+    ``/sys/kernel/kheaders.tar.xz`` (CONFIG_IKHEADERS).
+
+    >>> kernel_headers().status  # doctest: +SKIP
+    <FeatureStatus.YES: 'yes'>
+    """
+    rel = release or os.uname().release
+    build = Path("/lib/modules") / rel / "build"
+    fix = f"apt-get install linux-headers-{rel} (or make test, which links the nearest ones)"
+    if (build / "include").is_dir() or (build / "Makefile").exists():
+        target = os.path.realpath(build)
+        if rel not in target:
+            return Feature(
+                "kernel_headers", FeatureStatus.YES,
+                f"{build} -> {target}: headers of another kernel version (programs that read "
+                "kernel structs may read wrong offsets)", fix)
+        return Feature("kernel_headers", FeatureStatus.YES, f"{build} -> {target}")
+    if Path("/sys/kernel/kheaders.tar.xz").exists():
+        return Feature("kernel_headers", FeatureStatus.YES,
+                       "/sys/kernel/kheaders.tar.xz (CONFIG_IKHEADERS)")
+    return Feature("kernel_headers", FeatureStatus.NO, f"{build} is missing", fix
+                   + "; or modprobe kheaders")
 
 
 _PROBES: dict[str, Callable[[], Feature]] = {

@@ -1,0 +1,334 @@
+"""The ``ebpfhooks`` command (also ``python -m ebpfhooks``): thin over the library.
+
+Subcommands live in :data:`COMMANDS`, one function each, registered with
+:func:`command`; adding one is a decorated function (its arguments are declared by
+the ``setup`` callable given to the decorator)::
+
+    @command("hello", "say hello", lambda p: p.add_argument("name"))
+    def cmd_hello(args: argparse.Namespace) -> int:
+        print("hello", args.name)
+        return 0
+
+Every listing takes ``--json``. Errors are printed as ``ebpfhooks: error: ...``
+(the message names the input and the fix) with exit status 1 (2 for usage errors);
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TextIO
+
+__all__ = ["COMMANDS", "Command", "command", "main"]
+
+
+class Command(NamedTuple):
+    """A subcommand: its ``name``, one-line ``help``, argument ``setup`` and ``run``."""
+
+    name: str
+    help: str
+    setup: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    epilog: str | None = None
+
+
+#: Every subcommand, by name, in the order ``--help`` lists them.
+COMMANDS: dict[str, Command] = {}
+
+
+def command(
+    name: str,
+    help: str,
+    setup: Callable[[argparse.ArgumentParser], None] = lambda _p: None,
+    epilog: str | None = None,
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Register the decorated function as subcommand ``name``."""
+    def register(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = Command(name, help, setup, run, epilog)
+        return run
+    return register
+
+
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _dump(data: Any, out: TextIO | None = None) -> None:
+    import json
+
+    json.dump(data, out or sys.stdout, indent=2)
+    (out or sys.stdout).write("\n")
+
+
+def _note(text: str) -> None:
+    print(f"ebpfhooks: note: {text}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- list
+
+
+def _setup_list(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="a spec with * and ? wildcards, e.g. 'tracepoint:syscalls:sys_enter_*',"
+                        " '*execve*', 'uprobe:/bin/bash:read*' (default: every kernel hook)")
+    p.add_argument("--all", action="store_true", dest="include_unsupported",
+                   help="also list kinds this kernel cannot attach (kprobes without "
+                        "CONFIG_KPROBES, from /proc/kallsyms)")
+    _json_flag(p)
+
+
+@command("list", "list hook points matching a pattern (like bpftrace -l)", _setup_list)
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print one canonical spec per line; notes (what was left out) go to stderr."""
+    from ebpfhooks.discover import search
+
+    listing = search(args.pattern, include_unsupported=args.include_unsupported)
+    if args.json:
+        _dump(listing.to_dict())
+        return 0
+    out = sys.stdout
+    out.write("".join(h + "\n" for h in listing.hooks))
+    for note in listing.notes:
+        _note(note)
+    if not listing.hooks and not listing.notes:
+        _note(f"no hook matches {args.pattern!r}")
+    return 0
+
+
+# --------------------------------------------------------------------------- info
+
+
+def _setup_info(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="one hook, e.g. tracepoint:sched:sched_switch, "
+                                "kprobe:do_sys_openat2, uprobe:/bin/bash:readline")
+    _json_flag(p)
+
+
+@command("info", "describe one hook: format, kallsyms record, ELF symbol (bpftrace -lv)",
+         _setup_info)
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print what the hook is on this system."""
+    from ebpfhooks.discover import info
+
+    found = info(args.spec)
+    if args.json:
+        _dump(found.to_dict())
+    else:
+        print(found)
+    return 0
+
+
+# --------------------------------------------------------------------------- suggest
+
+
+def _setup_suggest(p: argparse.ArgumentParser) -> None:
+    p.add_argument("word", help="what to observe, e.g. execve, openat, tcp_connect")
+    _json_flag(p)
+
+
+@command("suggest", "every hook that observes WORD, and the one to use (stable first)",
+         _setup_suggest)
+def cmd_suggest(args: argparse.Namespace) -> int:
+    """Print the candidates as a table and the recommendation."""
+    from ebpfhooks.discover import suggest
+
+    s = suggest(args.word)
+    if args.json:
+        _dump(s.to_dict())
+        return 0
+    width = max((len(c.spec) for c in s.candidates), default=10)
+    print(f"{'HOOK':<{width}}  {'STABLE':<6}  {'HERE':<4}  WHY")
+    for c in s.candidates:
+        here = "yes" if c.attachable else "no"
+        print(f"{c.spec:<{width}}  {'yes' if c.stable else 'no':<6}  {here:<4}  {c.why}")
+    for kind, n in s.more.items():
+        print(f"... and {n} more {kind} candidates: ebpfhooks list --all '{kind}:*{s.word}*'")
+    for note in s.notes:
+        _note(note)
+    print()
+    if s.recommended:
+        print(f"recommended: {s.recommended}  ({s.reason})")
+    else:
+        print(f"recommended: none ({s.reason})")
+    return 0
+
+
+# --------------------------------------------------------------------------- kallsyms
+
+_TYPES_EPILOG = """\
+type letters (upper case: global, lower case: local):
+  T/t text (code)          W/w weak symbol           D/d initialised data
+  B/b bss (zeroed data)    R/r read-only data        V/v weak object
+  A/a absolute value       U undefined               N debugging symbol
+kprobes can attach to T, t, W and w symbols."""
+
+
+def _setup_kallsyms(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pattern", nargs="?", help="symbol name, * and ? allowed")
+    p.add_argument("--module", "-m", help="only this module ('vmlinux': the core kernel)")
+    p.add_argument("--type", "-t", help="only these type letters, e.g. T or tT")
+    _json_flag(p)
+
+
+@command("kallsyms", "read /proc/kallsyms as typed records", _setup_kallsyms, _TYPES_EPILOG)
+def cmd_kallsyms(args: argparse.Namespace) -> int:
+    """Print ``ADDRESS TYPE NAME [MODULE]  description``; hidden addresses say so."""
+    from ebpfhooks.discover import kallsyms
+
+    syms = kallsyms(args.pattern, module=args.module, type=args.type)
+    hidden = bool(syms) and syms[0].address_hidden
+    if args.json:
+        _dump({"addresses_hidden": hidden, "symbols": [
+            {"address": s.real_address, "type": s.type, "type_description": s.type_description,
+             "name": s.name, "module": s.module} for s in syms]})
+        return 0
+    if hidden:
+        _note("kernel addresses are hidden from this process (kernel.kptr_restrict, or not "
+              "root): shown as 'hidden', not as real zeros; run as root with "
+              "kernel.kptr_restrict=0 or 1 to see them")
+    lines = []
+    for s in syms:
+        addr = "hidden          " if s.address_hidden else f"{s.address:016x}"
+        mod = f" [{s.module}]" if s.module else ""
+        lines.append(f"{addr} {s.type} {s.name}{mod}  ({s.type_description})\n")
+    sys.stdout.write("".join(lines))
+    if not syms:
+        _note("no symbol matches")
+    return 0
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+def _setup_doctor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fix", action="store_true",
+                   help="mount tracefs at /sys/kernel/tracing and debugfs at /sys/kernel/debug")
+    _json_flag(p)
+
+
+@command("doctor", "can this machine attach each kind? why not, and the fix", _setup_doctor)
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Print one screen of checks; exit 0 (a "no" is a finding, not an error)."""
+    from ebpfhooks.doctor import report
+
+    rep = report(do_fix=args.fix)
+    if args.json:
+        _dump(rep.to_dict())
+    else:
+        print(rep.render())
+    return 0
+
+
+# --------------------------------------------------------------------------- trace
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds > 0")
+    return value
+
+
+def _pid(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 1 << 22:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a pid (a positive integer)")
+    return int(text)
+
+
+def _setup_trace(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", metavar="SPEC",
+                   help="hooks to count (wildcards allowed), e.g. "
+                        "'tracepoint:syscalls:sys_enter_open*' uprobe:/bin/bash:readline")
+    p.add_argument("--duration", "-d", type=_positive_float,
+                   help="stop after this many seconds (default: at Ctrl-C)")
+    p.add_argument("--pid", "-p", type=_pid, help="count only this process")
+    p.add_argument("--top", type=int, default=10, help="processes shown per hook (10)")
+    p.add_argument("--all", action="store_true", dest="include_unsupported",
+                   help="let wildcards match kinds this kernel cannot attach (they then fail)")
+    _json_flag(p)
+
+
+@command("trace", "count hits per hook and process (packets per protocol), live", _setup_trace)
+def cmd_trace(args: argparse.Namespace) -> int:
+    """Attach, redraw the table each second on a terminal, print the summary at the end."""
+    from ebpfhooks.trace import live_printer, trace
+
+    def ready(hooks: Sequence[Any]) -> None:
+        print(f"ebpfhooks: tracing {len(hooks)} hooks"
+              + (f" for {args.duration:g} s" if args.duration else "; Ctrl-C to stop"),
+              file=sys.stderr, flush=True)
+
+    summary = trace(args.specs, duration=args.duration, pid=args.pid,
+                    on_update=None if args.json else live_printer(sys.stdout, args.top),
+                    on_ready=ready, include_unsupported=args.include_unsupported)
+    if args.json:
+        _dump(summary.to_dict())
+    else:
+        print(summary.render(args.top))
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every registered subcommand."""
+    from ebpfhooks import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="ebpfhooks",
+        description="Find, inspect and count eBPF hook points (run as root).",
+    )
+    parser.add_argument("--version", action="version", version=f"ebpfhooks {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for cmd in COMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, epilog=cmd.epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks on errors")
+        cmd.setup(p)
+        p.set_defaults(run=cmd.run)
+    return parser
+
+
+def _error_text(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    return "ebpfhooks: error: " + text.replace("\n", "\nebpfhooks: ")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C)."""
+    from ebpfhooks.errors import EbpfHooksError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        status: int = args.run(args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # the reader (head, less) went away: not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except (EbpfHooksError, OSError, KeyError) as err:
+        if args.debug:
+            raise
+        print(_error_text(err), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1177 @@
+"""Finding hooks: list with wildcards, expand to hooks, describe one, suggest the right one.
+
+The seed's "how to find an event" (``bpftrace -l``), "how to see its definition"
+(``bpftrace -lv``), reading ``/proc/kallsyms`` and "how to choose" (a stable
+tracepoint before a kprobe), as a library::
+
+    >>> import ebpfhooks
+    >>> ebpfhooks.list_hooks("tracepoint:syscalls:sys_enter_execve*")  # doctest: +SKIP
+    ['tracepoint:syscalls:sys_enter_execve', 'tracepoint:syscalls:sys_enter_execveat']
+    >>> hooks = ebpfhooks.expand("t:syscalls:sys_enter_open*")           # doctest: +SKIP
+    >>> with hooks.attach(bpf, fn_name="on_open") as group: ...          # doctest: +SKIP
+    >>> print(ebpfhooks.info("tracepoint:sched:sched_switch"))           # doctest: +SKIP
+    >>> ebpfhooks.suggest("execve").recommended                          # doctest: +SKIP
+    'tracepoint:syscalls:sys_enter_execve'
+
+Pattern grammar (``*`` any run of characters, ``?`` one character, in every part)::
+
+    pattern    := WORD                          (bare: tracepoint:*:WORD,
+                                                 rawtracepoint:WORD, kprobe:WORD)
+                | KIND ":" EVENT                (tracepoint: any category)
+                | KIND ":" CATEGORY ":" EVENT   (tracepoint)
+                | KIND ":" [MODULE ":"] NAME     (kprobe, kretprobe, rawtracepoint)
+                | KIND ":" BINARY ":" SYMBOL     (uprobe, uretprobe; BINARY may be a glob)
+                | KIND ":" IFACE                (xdp, raw_socket)
+
+Every literal character is checked with :mod:`ebpfhooks.names` (the alphabet of that
+part) and patterns become anchored regular expressions built from escaped literals,
+so no text of the pattern is ever interpreted as anything but itself.
+
+Where the names come from: tracepoints from tracefs ``available_events`` (never
+kallsyms); raw tracepoints from the kernel's ``__traceiter_*`` symbols in
+/proc/kallsyms; kernel functions from ``available_filter_functions`` minus the kprobe
+blacklist when kprobes work and that file is readable, else from /proc/kallsyms text
+symbols. On a kernel without kprobes, kprobe and kretprobe lines are left out (they
+could not attach) unless ``include_unsupported=True`` (``ebpfhooks list --all``);
+``search()`` says so in its ``notes``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
+
+from ebpfhooks.errors import (
+    EbpfHooksError,
+    HookNotFoundError,
+    NotSupportedError,
+    SpecError,
+)
+from ebpfhooks.names import (
+    WILDCARDS,
+    Problem,
+    check_interface,
+    check_kernel_symbol,
+    check_module,
+    check_path,
+    check_trace_name,
+    check_user_symbol,
+)
+
+if TYPE_CHECKING:
+    from ebpfhooks.hooks.base import Hook, LinkGroup, Program
+    from ebpfhooks.kernel.kallsyms import KSym
+    from ebpfhooks.kernel.tracefs import TracepointField
+
+__all__ = [
+    "Candidate",
+    "HookInfo",
+    "HookSet",
+    "Listing",
+    "Suggestion",
+    "expand",
+    "info",
+    "kallsyms",
+    "list_hooks",
+    "search",
+    "suggest",
+]
+
+#: Canonical kind words as specs spell them, in listing order.
+KIND_WORDS = ("kprobe", "kretprobe", "tracepoint", "rawtracepoint", "uprobe", "uretprobe",
+              "xdp", "raw_socket")
+_KIND_OF_WORD = {"rawtracepoint": "raw_tracepoint"}
+_WORD_OF_KIND = {"raw_tracepoint": "rawtracepoint"}
+
+KALLSYMS_FILE = Path("/proc/kallsyms")
+
+
+# --------------------------------------------------------------------------- patterns
+
+
+def has_wildcard(text: str) -> bool:
+    """True when ``text`` contains ``*`` or ``?``.
+
+    >>> has_wildcard("sys_enter_*"), has_wildcard("vfs_read")
+    (True, False)
+    """
+    return any(ch in text for ch in WILDCARDS)
+
+
+def compile_wildcard(pattern: str) -> re.Pattern[str]:
+    """Turn a wildcard pattern into an anchored regex: ``*`` any run, ``?`` one character.
+
+    Every other character is escaped, so the pattern only ever matches literally.
+
+    >>> bool(compile_wildcard("sys_enter_open*").fullmatch("sys_enter_openat"))
+    True
+    >>> bool(compile_wildcard("a.b").fullmatch("axb"))
+    False
+    """
+    out: list[str] = []
+    for ch in pattern:
+        if ch == "*":
+            if not out or out[-1] != ".*":
+                out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out), re.S)
+
+
+def _matcher(pattern: str) -> Callable[[str], bool]:
+    if not has_wildcard(pattern):
+        return pattern.__eq__
+    rx = compile_wildcard(pattern)
+    return lambda name: rx.fullmatch(name) is not None
+
+
+def _check_part(
+    check: Callable[[str], Problem | None], part: str
+) -> Problem | None:
+    """Validate a pattern part: wildcards allowed, every other character by ``check``."""
+    if not part:
+        return check(part)
+    # each wildcard stands for at least a letter here; the checker sees only literals
+    probe = "".join("a" if ch in WILDCARDS else ch for ch in part)
+    if not has_wildcard(part):
+        return check(part)
+    problem = check(probe)
+    if problem is not None and "longer than" in problem[2]:
+        return None
+    return problem
+
+
+class _Query:
+    """One kind's share of a pattern: the kind and its (validated) parts."""
+
+    __slots__ = ("kind", "parts", "start")
+
+    def __init__(self, kind: str, parts: tuple[str | None, ...], start: int) -> None:
+        self.kind = kind
+        self.parts = parts
+        self.start = start
+
+
+def _err(text: str, col: int, length: int, message: str, hint: str | None = None) -> SpecError:
+    err = SpecError.at(text, col, length, message, hint)
+    return err
+
+
+def _validate(text: str, start: int, part: str, check: Callable[[str], Problem | None],
+              ) -> None:
+    problem = _check_part(check, part)
+    if problem is not None:
+        col, length, msg = problem
+        raise _err(text, start + col, length, msg.replace("invalid hook spec: ", ""))
+
+
+def _split_kind(text: str) -> tuple[str, int] | None:
+    colon = text.find(":")
+    if colon == -1:
+        return None
+    return text[:colon], colon + 1
+
+
+def _kinds_for(text: str, word: str) -> list[str]:
+    """The kinds a (maybe wildcard) kind word names."""
+    if not word:
+        raise _err(text, 0, 1, "expected a hook kind before ':'",
+                   f"kinds: {', '.join(KIND_WORDS)}")
+    if has_wildcard(word):
+        bad = next((i for i, ch in enumerate(word)
+                    if not (ch.isalnum() or ch in "_." or ch in WILDCARDS)), None)
+        if bad is not None:
+            raise _err(text, bad, 1, f"character {word[bad]!r} cannot be in a kind")
+        match = _matcher(word)
+        kinds = [_KIND_OF_WORD.get(w, w) for w in KIND_WORDS if match(w)]
+        if not kinds:
+            raise _err(text, 0, len(word), f"no hook kind matches {word!r}",
+                       f"kinds: {', '.join(KIND_WORDS)}")
+        return kinds
+    from ebpfhooks.spec import KIND_ALIASES
+
+    kind = KIND_ALIASES.get(word.lower())
+    if kind is None:
+        from ebpfhooks.spec import parse
+
+        parse(text)  # raises the spec parser's error for the kind word
+        raise _err(text, 0, len(word), f"unknown hook kind {word!r}")  # pragma: no cover
+    return [kind]
+
+
+def _queries(text: str) -> list[_Query]:
+    """Parse a listing pattern into one query per kind it can name (see the module doc)."""
+    if not isinstance(text, str):
+        raise SpecError(f"a pattern must be a str, got {type(text).__name__} {text!r}")
+    if not text or text != text.strip():
+        raise _err(text, 0, 1, "empty pattern or white space around it",
+                   "e.g. 'tracepoint:syscalls:sys_enter_open*' or '*execve*'")
+    for i, ch in enumerate(text):
+        if not ch.isprintable() or ch.isspace():
+            raise _err(text, i, 1, f"character {ch!r} cannot be in a pattern")
+    if text.endswith("]"):
+        raise _err(text, text.rfind("["), len(text) - max(text.rfind("["), 0),
+                   "options ([pid=N], [maxactive=N]) are not part of a listing pattern",
+                   "list the hooks, then attach with options through the hook classes")
+    split = _split_kind(text)
+    if split is None:
+        return _bare(text)
+    word, body = split
+    kinds = _kinds_for(text, word)
+    rest = text[body:]
+    wildcard_kind = len(kinds) > 1 or has_wildcard(word)
+    out: list[_Query] = []
+    first_error: SpecError | None = None
+    for kind in kinds:
+        try:
+            out.append(_kind_query(text, kind, body, rest))
+        except SpecError as err:
+            if not wildcard_kind:
+                raise
+            first_error = first_error or err
+    if not out:
+        assert first_error is not None
+        raise first_error
+    return out
+
+
+def _bare(text: str) -> list[_Query]:
+    """A pattern without ':' searches every kernel kind, as ``bpftrace -l WORD`` does."""
+    out: list[_Query] = []
+    if _check_part(check_trace_name, text) is None:
+        out.append(_Query("tracepoint", ("*", text), 0))
+        out.append(_Query("raw_tracepoint", (None, text), 0))
+    if _check_part(check_kernel_symbol, text) is None:
+        out.append(_Query("kprobe", (None, text), 0))
+    if not out:
+        _validate(text, 0, text, check_kernel_symbol)
+    return out
+
+
+def _kind_query(text: str, kind: str, body: int, rest: str) -> _Query:
+    if not rest:
+        raise _err(text, body, 1, f"missing target after {text[:body]!r}",
+                   f"e.g. {_WORD_OF_KIND.get(kind, kind)}:*")
+    if kind == "tracepoint":
+        parts = rest.split(":")
+        if len(parts) > 2:
+            extra = body + len(parts[0]) + len(parts[1]) + 1
+            raise _err(text, extra, 1, "too many ':' parts",
+                       "expected tracepoint:CATEGORY:EVENT or tracepoint:EVENT")
+        if len(parts) == 1:
+            _validate(text, body, rest, lambda s: check_trace_name(s, "tracepoint event"))
+            return _Query(kind, ("*", rest), body)
+        cat, ev = parts
+        _validate(text, body, cat, lambda s: check_trace_name(s, "tracepoint category"))
+        _validate(text, body + len(cat) + 1, ev,
+                  lambda s: check_trace_name(s, "tracepoint event"))
+        return _Query(kind, (cat, ev), body)
+    if kind in ("kprobe", "kretprobe", "raw_tracepoint"):
+        parts = rest.split(":")
+        if len(parts) > 2:
+            extra = body + len(parts[0]) + len(parts[1]) + 1
+            raise _err(text, extra, 1, "too many ':' parts",
+                       f"expected {_WORD_OF_KIND.get(kind, kind)}:[MODULE:]NAME")
+        module = parts[0] if len(parts) == 2 else None
+        name = parts[-1]
+        if module is not None:
+            _validate(text, body, module, check_module)
+        name_at = body + (len(module) + 1 if module is not None else 0)
+        if kind == "raw_tracepoint":
+            _validate(text, name_at, name, lambda s: check_trace_name(s, "raw tracepoint name"))
+        else:
+            if "+" in name:
+                raise _err(text, name_at + name.index("+"), 1,
+                           "offsets are not part of a listing pattern")
+            _validate(text, name_at, name, check_kernel_symbol)
+        return _Query(kind, (module, name), body)
+    if kind in ("uprobe", "uretprobe"):
+        colon = rest.rfind(":")
+        if colon == -1:
+            raise _err(text, len(text), 1, "missing ':SYMBOL' after the binary",
+                       f"expected {kind}:BINARY:PATTERN, e.g. {kind}:/bin/bash:read*")
+        binary, sym = rest[:colon], rest[colon + 1:]
+        _validate(text, body, binary, check_path)
+        if has_wildcard(binary) and not binary.startswith("/"):
+            raise _err(text, body, len(binary),
+                       "a wildcard in the binary needs an absolute path",
+                       f"e.g. {kind}:/usr/lib/x86_64-linux-gnu/libc.so*:malloc")
+        _validate(text, body + colon + 1, sym, check_user_symbol)
+        return _Query(kind, (binary, sym), body)
+    # xdp, raw_socket
+    iface = rest
+    if kind == "xdp" and ":" in rest:
+        iface = rest.split(":", 1)[0]
+    _validate(text, body, iface, check_interface)
+    return _Query(kind, (iface,), body)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+_FUNC_LINE = re.compile(
+    rb"^[0-9a-fA-F]+ [TtWw] ([A-Za-z_][A-Za-z0-9_.]*)(?:\t\[([A-Za-z0-9_-]+)\])?$", re.M
+)
+_TRACEITER_LINE = re.compile(
+    rb"^[0-9a-fA-F]+ [A-Za-z] __traceiter_([A-Za-z0-9_]+)(?:\t\[([A-Za-z0-9_-]+)\])?$", re.M
+)
+_kallsyms_bytes: dict[Path, bytes] = {}
+
+
+def _kallsyms_data(path: Path = KALLSYMS_FILE) -> bytes:
+    """The raw kallsyms text, read once (one read of ~10 MB of kernel output)."""
+    data = _kallsyms_bytes.get(path)
+    if data is None:
+        from ebpfhooks.errors import HookPermissionError
+
+        try:
+            data = path.read_bytes()
+        except PermissionError as err:
+            raise HookPermissionError(
+                f"cannot read {path}: permission denied; rerun as root",
+                capability="CAP_SYSLOG",
+            ) from err
+        _kallsyms_bytes[path] = data
+    return data
+
+
+def clear_cache() -> None:
+    """Forget cached kallsyms text (read again on the next query).
+
+    >>> clear_cache()
+    """
+    _kallsyms_bytes.clear()
+
+
+def _kernel_functions_kallsyms(data: bytes) -> list[tuple[str | None, str]]:
+    """(module, name) of every function symbol (T/t/W/w) but ``__pfx_`` padding."""
+    out = []
+    for name_b, mod_b in _FUNC_LINE.findall(data):
+        if name_b.startswith(b"__pfx_"):
+            continue
+        out.append((mod_b.decode() if mod_b else None, name_b.decode()))
+    return out
+
+
+def _raw_tracepoints(data: bytes) -> list[tuple[str | None, str]]:
+    return [(m.decode() if m else None, n.decode()) for n, m in _TRACEITER_LINE.findall(data)]
+
+
+def _filter_functions_with_modules(text: str) -> list[tuple[str | None, str]]:
+    out: list[tuple[str | None, str]] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        mod = parts[1][1:-1] if len(parts) > 1 and parts[1].startswith("[") else None
+        out.append((mod, parts[0]))
+    return out
+
+
+class _KernelFunctions:
+    """Where kernel function names come from on this machine, and why."""
+
+    def __init__(self, include_unsupported: bool) -> None:
+        self.include_unsupported = include_unsupported
+        self._names: list[tuple[str | None, str]] | None = None
+        self.source = ""
+        self.note: str | None = None
+        self.supported: bool | None = None
+
+    def names(self) -> list[tuple[str | None, str]]:
+        if self._names is not None:
+            return self._names
+        from ebpfhooks.kernel import features
+        from ebpfhooks.kernel.features import FeatureStatus
+
+        feature = features.kprobes()
+        self.supported = feature.status is not FeatureStatus.NO
+        if not self.supported and not self.include_unsupported:
+            self.note = ("kprobe/kretprobe hooks not listed: this kernel has no kprobes "
+                         "(CONFIG_KPROBES; see `ebpfhooks doctor`); `ebpfhooks list --all` "
+                         "(include_unsupported=True) lists its functions from /proc/kallsyms")
+            self.source = "none (kprobes not supported)"
+            self._names = []
+            return self._names
+        names: list[tuple[str | None, str]] | None = None
+        if self.supported:
+            from ebpfhooks.kernel.tracefs import kprobe_blacklist, tracefs_root
+
+            try:
+                path = tracefs_root() / "available_filter_functions"
+                text = path.read_text(encoding="utf-8", errors="surrogateescape")
+                black = kprobe_blacklist()
+                names = [(m, n) for m, n in _filter_functions_with_modules(text)
+                         if n not in black and check_kernel_symbol(n) is None]
+                self.source = f"{path} minus <debugfs>/kprobes/blacklist"
+            except (OSError, EbpfHooksError):
+                names = None
+        if names is None:
+            names = _kernel_functions_kallsyms(_kallsyms_data())
+            self.source = f"{KALLSYMS_FILE} (function symbols T/t/W/w)"
+            if not self.supported:
+                self.source += ", listed although this kernel cannot attach kprobes"
+        self._names = names
+        return names
+
+
+class Listing:
+    """What :func:`search` found: ``hooks`` (canonical specs), ``sources`` and ``notes``.
+
+    ``sources`` maps each kind searched to where its names came from; ``notes`` say
+    what was left out and why (kinds this kernel cannot attach, unreadable files).
+
+    >>> Listing("x", [], {}, []).hooks
+    []
+    """
+
+    __slots__ = ("hooks", "notes", "pattern", "sources")
+
+    def __init__(self, pattern: str, hooks: list[str], sources: dict[str, str],
+                 notes: list[str]) -> None:
+        self.pattern = pattern
+        self.hooks = hooks
+        self.sources = sources
+        self.notes = notes
+
+    def to_dict(self) -> dict[str, Any]:
+        """The listing as JSON-ready data."""
+        return {"pattern": self.pattern, "hooks": self.hooks, "sources": self.sources,
+                "notes": self.notes}
+
+
+def search(pattern: str, *, include_unsupported: bool = False) -> Listing:
+    """List every hook matching ``pattern`` with where the names came from.
+
+    >>> search("tracepoint:sched:sched_switch").hooks  # doctest: +SKIP
+    ['tracepoint:sched:sched_switch']
+
+    ``include_unsupported=True`` also lists kinds this kernel cannot attach (kprobes
+    on a kernel without them, from /proc/kallsyms).
+
+    Raises :class:`SpecError` for a malformed pattern (with a caret under the bad
+    character), :class:`ebpfhooks.TracefsNotMountedError` when tracepoints are asked
+    for and tracefs is not mounted, and the binary errors of uprobes.
+    """
+    queries = _queries(pattern)
+    found: set[str] = set()
+    sources: dict[str, str] = {}
+    notes: list[str] = []
+    funcs = _KernelFunctions(include_unsupported)
+    wildcard_kind = len({q.kind for q in queries}) > 1
+    for q in queries:
+        try:
+            _run_query(q, found, sources, funcs)
+        except EbpfHooksError as err:
+            if not wildcard_kind:
+                raise
+            notes.append(f"{_WORD_OF_KIND.get(q.kind, q.kind)}: not listed: {err}")
+    if funcs.note and any(q.kind in ("kprobe", "kretprobe") for q in queries):
+        notes.append(funcs.note)
+    return Listing(pattern, sorted(found), sources, notes)
+
+
+def _run_query(q: _Query, found: set[str], sources: dict[str, str],
+               funcs: _KernelFunctions) -> None:
+    kind = q.kind
+    if kind == "tracepoint":
+        from ebpfhooks.kernel.tracefs import list_tracepoints, tracefs_root
+
+        cat_pat, ev_pat = q.parts
+        assert cat_pat is not None and ev_pat is not None
+        cat_ok, ev_ok = _matcher(cat_pat), _matcher(ev_pat)
+        found.update(f"tracepoint:{c}:{e}" for c, e in list_tracepoints()
+                     if cat_ok(c) and ev_ok(e))
+        sources["tracepoint"] = str(tracefs_root() / "available_events")
+    elif kind == "raw_tracepoint":
+        mod_pat, name_pat = q.parts
+        assert name_pat is not None
+        mod_ok = _matcher(mod_pat) if mod_pat is not None else None
+        ok = _matcher(name_pat)
+        for mod, name in _raw_tracepoints(_kallsyms_data()):
+            if ok(name) and (mod_ok is None or (mod is not None and mod_ok(mod))):
+                found.add(f"rawtracepoint:{mod}:{name}" if mod else f"rawtracepoint:{name}")
+        sources["rawtracepoint"] = f"{KALLSYMS_FILE} (__traceiter_* symbols)"
+    elif kind in ("kprobe", "kretprobe"):
+        mod_pat, name_pat = q.parts
+        assert name_pat is not None
+        mod_ok = _matcher(mod_pat) if mod_pat is not None else None
+        ok = _matcher(name_pat)
+        for mod, name in funcs.names():
+            if ok(name) and (mod_ok is None or (mod is not None and mod_ok(mod))):
+                found.add(f"{kind}:{mod}:{name}" if mod else f"{kind}:{name}")
+        sources[kind] = funcs.source
+    elif kind in ("uprobe", "uretprobe"):
+        binary, sym = q.parts
+        assert binary is not None and sym is not None
+        _uprobe_query(kind, binary, sym, found)
+        sources[kind] = "the binary's ELF symbol tables (.dynsym, .symtab, debug file)"
+    else:
+        from ebpfhooks.kernel.netdev import interfaces
+
+        (iface_pat,) = q.parts
+        assert iface_pat is not None
+        ok = _matcher(iface_pat)
+        found.update(f"{kind}:{name}" for name in interfaces() if ok(name))
+        sources[kind] = "the interfaces of this network namespace"
+
+
+def _uprobe_query(kind: str, binary: str, sym: str, found: set[str]) -> None:
+    from ebpfhooks.elf.resolve import function_symbols, resolve_binary
+
+    if has_wildcard(binary):
+        paths = [(p, Path(p)) for p in sorted(glob.glob(binary)) if os.path.isfile(p)]
+    else:
+        paths = [(binary, resolve_binary(binary))]
+    ok = _matcher(sym)
+    for shown, path in paths:
+        try:
+            symbols = function_symbols(path)
+        except EbpfHooksError:
+            if len(paths) == 1:
+                raise
+            continue  # a glob may catch files that are not ELF
+        for s in symbols:
+            if ok(s.name) and check_user_symbol(s.name) is None:
+                found.add(f"{kind}:{shown}:{s.name}")
+
+
+def list_hooks(pattern: str, *, include_unsupported: bool = False) -> list[str]:
+    """Return the canonical spec of every hook matching ``pattern``, sorted, no duplicates.
+
+    >>> list_hooks("tracepoint:sched:sched_sw*")  # doctest: +SKIP
+    ['tracepoint:sched:sched_swap_numa', 'tracepoint:sched:sched_switch']
+    >>> list_hooks("uprobe:/bin/bash:readline*")[:1]  # doctest: +SKIP
+    ['uprobe:/bin/bash:readline']
+
+    A bare word (``*execve*``) searches tracepoints (any category), raw tracepoints
+    and kernel functions, like ``bpftrace -l``. Tracepoint lines equal ``bpftrace -l``'s
+    for the same pattern. See :func:`search` for the sources and what is left out;
+    raises what :func:`search` raises.
+    """
+    return search(pattern, include_unsupported=include_unsupported).hooks
+
+
+# --------------------------------------------------------------------------- expand
+
+
+class HookSet(Sequence["Hook"]):
+    """The hooks a wildcard spec expands to: a read-only sequence you can attach at once.
+
+    >>> hooks = expand("tracepoint:syscalls:sys_enter_open*")        # doctest: +SKIP
+    >>> with hooks.attach(bpf, fn_name="on_open") as group:          # doctest: +SKIP
+    ...     print(len(group), "attached")
+
+    :meth:`attach` is all-or-nothing (a failed attach detaches the ones already
+    made), or with ``optional=True`` skips the hooks that cannot attach.
+    """
+
+    __slots__ = ("_hooks", "pattern")
+
+    def __init__(self, pattern: str, hooks: Sequence[Hook]) -> None:
+        self.pattern = pattern
+        self._hooks: tuple[Hook, ...] = tuple(hooks)
+
+    @overload
+    def __getitem__(self, index: int) -> Hook: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Hook, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Hook | tuple[Hook, ...]:
+        return self._hooks[index]
+
+    def __len__(self) -> int:
+        return len(self._hooks)
+
+    def __iter__(self) -> Iterator[Hook]:
+        return iter(self._hooks)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, HookSet):
+            return self._hooks == other._hooks
+        if isinstance(other, tuple):
+            return self._hooks == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._hooks)
+
+    def __repr__(self) -> str:
+        return f"<HookSet {self.pattern!r}: {len(self._hooks)} hooks>"
+
+    def attach(self, prog: Program | Any, fn_name: str | None = None, *,
+               optional: bool = False) -> LinkGroup:
+        """Attach ``prog`` to every hook; one :class:`ebpfhooks.LinkGroup` owns them all.
+
+        Raises what :meth:`ebpfhooks.Hook.attach` raises (after undoing a partial
+        attach), unless ``optional`` (then ``group.skipped`` lists what failed).
+        """
+        from ebpfhooks.hooks.base import LinkGroup
+
+        return LinkGroup.attach_all(list(self._hooks), prog, fn_name, optional=optional)
+
+
+def expand(spec: str, *, include_unsupported: bool = False) -> HookSet:
+    """Turn a spec with wildcards into the hooks it matches (a spec without any: itself).
+
+    >>> [str(h) for h in expand("t:sched:sched_switch")]  # doctest: +SKIP
+    ['tracepoint:sched:sched_switch']
+
+    Raises :class:`SpecError` for a malformed pattern,
+    :class:`ebpfhooks.NotSupportedError` when the pattern names only kprobes on a kernel
+    without them, and :class:`ebpfhooks.HookNotFoundError` when nothing matches.
+    """
+    if isinstance(spec, str) and not has_wildcard(spec):
+        from ebpfhooks.spec import parse
+
+        return HookSet(spec, [parse(spec)])
+    listing = search(spec, include_unsupported=include_unsupported)
+    if not listing.hooks:
+        kinds = {q.kind for q in _queries(spec)}
+        if kinds <= {"kprobe", "kretprobe"} and not include_unsupported:
+            from ebpfhooks.hooks.kprobe import stable_alternative
+
+            parts = _queries(spec)[0].parts
+            word = (parts[-1] or "").strip("*?")
+            raise NotSupportedError(
+                f"{spec} matches no hook: this kernel has no kprobe support",
+                missing="CONFIG_KPROBES",
+                alternative=stable_alternative(word) if word else None,
+            )
+        raise HookNotFoundError(
+            spec, where=", ".join(sorted(listing.sources.values())) or "this system",
+            hint=(listing.notes[0] + "\n" if listing.notes else "")
+            + "see what exists with: ebpfhooks list 'PATTERN' (e.g. '*WORD*')",
+        )
+    from ebpfhooks.spec import parse
+
+    return HookSet(spec, [parse(s) for s in listing.hooks])
+
+
+# --------------------------------------------------------------------------- kallsyms
+
+
+def filter_kallsyms(
+    text: str,
+    pattern: str | None = None,
+    *,
+    module: str | None = None,
+    type: str | None = None,
+) -> list[KSym]:
+    """Parse kallsyms text, keeping the symbols that match (pure, no I/O).
+
+    ``pattern`` matches the name (wildcards allowed), ``module`` the module (``vmlinux``
+    for the core kernel), ``type`` is one or more type letters (case matters: ``T``
+    global text, ``t`` local text). Hidden addresses (all zero: ``kptr_restrict`` or not
+    root) are marked on every symbol, never presented as real.
+
+    >>> [str(s) for s in filter_kallsyms(
+    ...     "0000000000000000 T vfs_read\\n0000000000000000 t nf_hook\\t[nf_tables]\\n",
+    ...     "nf_*")]
+    ['(hidden) t nf_hook [nf_tables]']
+
+    Raises :class:`SpecError` for a pattern or module that is not a symbol name.
+    """
+    from ebpfhooks.kernel.kallsyms import KSym, parse_kallsyms
+
+    if pattern is not None:
+        _validate(pattern, 0, pattern, check_kernel_symbol)
+    if module is not None and module != "vmlinux":
+        _validate(module, 0, module, check_module)
+    if type is not None and (not type or not all(ch.isalpha() for ch in type)):
+        raise SpecError(f"symbol type {type!r} is not one or more type letters",
+                        hint="e.g. --type T (global text) or --type tT; see `ebpfhooks "
+                             "kallsyms --help` for the letters")
+    hidden = _addresses_hidden(text)
+    name_ok = _matcher(pattern) if pattern is not None else None
+    mod_ok = _matcher(module) if module is not None else None
+    picked: list[str] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        if name_ok is not None and not name_ok(parts[2]):
+            continue
+        if type is not None and parts[1] not in type:
+            continue
+        if mod_ok is not None:
+            mod = parts[3][1:-1] if len(parts) > 3 else "vmlinux"
+            if not mod_ok(mod):
+                continue
+        picked.append(line)
+    syms = parse_kallsyms("\n".join(picked))
+    return [KSym(s.address, s.type, s.name, s.module, hidden) for s in syms]
+
+
+def _addresses_hidden(text: str) -> bool:
+    """True when every address of the table is zero (kallsyms hides them)."""
+    return re.search(r"^0*[1-9a-fA-F][0-9a-fA-F]* ", text, re.M) is None and bool(text.strip())
+
+
+def kallsyms(
+    pattern: str | None = None,
+    *,
+    module: str | None = None,
+    type: str | None = None,
+    path: Path | str = KALLSYMS_FILE,
+) -> list[KSym]:
+    """The kernel symbols matching ``pattern``/``module``/``type``, from /proc/kallsyms.
+
+    >>> [s.type_description for s in kallsyms("do_sys_openat2")]  # doctest: +SKIP
+    ['local text (code)']
+
+    Each :class:`ebpfhooks.kernel.kallsyms.KSym` has ``address`` (use
+    ``real_address``: ``None`` when kallsyms hides addresses), ``type`` and its
+    ``type_description``, ``name`` and ``module``. The file is read once per process.
+    """
+    data = _kallsyms_data(Path(path))
+    return filter_kallsyms(data.decode("utf-8", errors="surrogateescape"), pattern,
+                           module=module, type=type)
+
+
+#: Every kallsyms type letter, explained (lower case: local; upper case: global).
+TYPE_LETTERS = {
+    "A/a": "absolute value", "B/b": "uninitialised data (bss)", "D/d": "initialised data",
+    "R/r": "read-only data", "T/t": "text (code): functions", "W/w": "weak symbol",
+    "V/v": "weak object", "U": "undefined", "N": "debugging symbol",
+}
+
+
+# --------------------------------------------------------------------------- info
+
+
+class HookInfo:
+    """What one hook is on this system: its kind's facts plus what was found for it.
+
+    ``spec`` is the canonical spec, ``kind`` the kind, ``facts`` a JSON-ready dict (the
+    kind's details: format fields, kallsyms records, ELF symbol...), ``attachable``
+    whether this kernel/machine can attach it and ``problem`` why not.
+    ``str(info)`` is the readable report.
+    """
+
+    __slots__ = ("attachable", "facts", "kind", "problem", "spec", "text")
+
+    def __init__(self, spec: str, kind: str, facts: dict[str, Any], text: list[str],
+                 attachable: bool | None, problem: str | None) -> None:
+        self.spec = spec
+        self.kind = kind
+        self.facts = facts
+        self.text = text
+        self.attachable = attachable
+        self.problem = problem
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
+        return {"spec": self.spec, "kind": self.kind, "attachable": self.attachable,
+                "problem": self.problem, **self.facts}
+
+    def __str__(self) -> str:
+        return "\n".join(self.text)
+
+
+def _field_dict(f: TracepointField) -> dict[str, Any]:
+    return {"name": f.name, "type": f.type, "declaration": f.declaration, "offset": f.offset,
+            "size": f.size, "signed": f.signed}
+
+
+def _attachable(hook: Hook) -> tuple[bool | None, str | None]:
+    try:
+        hook.check_supported()
+    except NotSupportedError as err:
+        return False, str(err).splitlines()[0]
+    return True, None
+
+
+def info(spec: str) -> HookInfo:
+    """Describe one hook (the seed's ``bpftrace -lv``, and more).
+
+    >>> print(info("tracepoint:sched:sched_switch"))  # doctest: +SKIP
+    tracepoint:sched:sched_switch  (stable; ID 372; /sys/kernel/tracing/events/...)
+        char prev_comm[16]            offset 8    size 16  unsigned
+        ...
+
+    - tracepoint: the parsed ``format`` (ID, each field's type, offset, size and
+      signedness, the print fmt);
+    - kprobe/kretprobe: its /proc/kallsyms record(s) (address, type, module), whether
+      it is in ``available_filter_functions`` and on the kprobe blacklist, the stable
+      alternative. (No BTF signature: ebpfhooks does not parse BTF.)
+    - rawtracepoint: its ``__traceiter_`` symbol and the tracefs event of that name;
+    - uprobe/uretprobe: file, symbol, virtual address, file offset, size, binding,
+      type, version;
+    - xdp/raw_socket: the interface index and any XDP program already attached.
+
+    Raises :class:`SpecError` (wildcards: use :func:`list_hooks`) and the lookup
+    errors of the hook's ``resolve()`` for a missing tracepoint, binary or interface.
+    """
+    from ebpfhooks.spec import parse
+
+    if isinstance(spec, str) and has_wildcard(spec):
+        raise SpecError(
+            "info describes one hook; the spec has a wildcard", spec=spec,
+            column=min(i for i, ch in enumerate(spec) if ch in WILDCARDS),
+            hint=f"list the matches first: ebpfhooks list '{spec}'",
+        )
+    hook = parse(spec)
+    attachable, problem = _attachable(hook)
+    head = (f"{hook}  ({'stable' if hook.stable else 'unstable'} interface; fires "
+            f"{hook.fires}; minimum kernel {hook.min_kernel[0]}.{hook.min_kernel[1]})")
+    facts: dict[str, Any] = {
+        "stable": hook.stable, "fires": hook.fires, "bcc_entry": hook.bcc_entry,
+        "program_type": hook.program_type, "overhead": hook.overhead,
+        "min_kernel": ".".join(map(str, hook.min_kernel)),
+    }
+    text = [head]
+    kind = hook.kind
+    if kind == "tracepoint":
+        _info_tracepoint(hook, facts, text)
+    elif kind in ("kprobe", "kretprobe"):
+        _info_kprobe(hook, facts, text)
+    elif kind == "raw_tracepoint":
+        _info_raw_tracepoint(hook, facts, text)
+    elif kind in ("uprobe", "uretprobe"):
+        _info_uprobe(hook, facts, text)
+    else:
+        _info_interface(hook, facts, text)
+    text.append(f"    attachable here: {'yes' if attachable else 'no: ' + str(problem)}")
+    return HookInfo(str(hook), kind, facts, text, attachable, problem)
+
+
+def _info_tracepoint(hook: Any, facts: dict[str, Any], text: list[str]) -> None:
+    from ebpfhooks.kernel.tracefs import read_format, tracefs_root
+
+    hook.resolve()  # TracepointNotFoundError with close names
+    fmt = read_format(hook.category, hook.event)
+    path = tracefs_root() / "events" / hook.category / hook.event / "format"
+    facts.update({"id": fmt.id, "format_file": str(path),
+                  "fields": [_field_dict(f) for f in fmt.fields],
+                  "common_fields": [_field_dict(f) for f in fmt.common_fields],
+                  "print_fmt": fmt.print_fmt})
+    text.append(f"    ID: {fmt.id}   format: {path}")
+    width = max((len(f.declaration) for f in fmt.fields), default=0)
+    for f in fmt.fields:
+        text.append(f"    {f.declaration:<{width}}   offset {f.offset:<4} size {f.size:<3} "
+                    f"{'signed' if f.signed else 'unsigned'}")
+    text.append(f"    print fmt: {fmt.print_fmt}")
+
+
+def _info_kprobe(hook: Any, facts: dict[str, Any], text: list[str]) -> None:
+    from ebpfhooks.hooks.kprobe import stable_alternative
+    from ebpfhooks.kernel.tracefs import available_filter_functions, kprobe_blacklist
+
+    syms = kallsyms(hook.symbol, module=hook.module)
+    if not syms:
+        res = hook.resolve()  # raises SymbolNotFoundError with the closest names
+        syms = kallsyms(res.symbol, module=hook.module)
+    facts["kallsyms"] = [_ksym_dict(s) for s in syms]
+    for s in syms:
+        text.append(f"    kallsyms: {_ksym_line(s)}")
+    try:
+        res = hook.resolve()
+        facts["resolves_to"] = str(res)
+        text.append(f"    resolves to: {res}")
+    except EbpfHooksError as err:
+        facts["resolves_to"] = None
+        facts["resolve_error"] = str(err)
+        text.append(f"    does not resolve: {str(err).splitlines()[0]}")
+    funcs = available_filter_functions()
+    traceable = None if funcs is None else hook.symbol in funcs
+    facts["in_available_filter_functions"] = traceable
+    text.append("    in available_filter_functions: "
+                + ("unknown (the file is not readable here)" if traceable is None
+                   else "yes" if traceable else "no (inlined, notrace or not a function)"))
+    black = hook.symbol in kprobe_blacklist()
+    facts["blacklisted"] = black
+    text.append(f"    on the kprobe blacklist: {'yes' if black else 'no'}")
+    alt = stable_alternative(hook.symbol)
+    facts["stable_alternative"] = alt
+    if alt:
+        text.append(f"    stable alternative: {alt}")
+    facts["btf_signature"] = None
+    text.append("    BTF signature: not shown (ebpfhooks does not parse BTF; "
+                f"try: bpftool btf dump file /sys/kernel/btf/vmlinux | grep -w {hook.symbol})")
+
+
+def _ksym_dict(s: KSym) -> dict[str, Any]:
+    return {"name": s.name, "type": s.type, "type_description": s.type_description,
+            "address": s.real_address, "module": s.module}
+
+
+def _ksym_line(s: KSym) -> str:
+    addr = "(address hidden)" if s.address_hidden else f"{s.address:#018x}"
+    mod = f" [{s.module}]" if s.module else ""
+    return f"{addr} {s.type} {s.name}{mod}  ({s.type_description})"
+
+
+def _info_raw_tracepoint(hook: Any, facts: dict[str, Any], text: list[str]) -> None:
+    from ebpfhooks.kernel.tracefs import list_tracepoints
+
+    res = hook.resolve()
+    syms = kallsyms("__traceiter_" + hook.event, module=hook.module)
+    facts["kallsyms"] = [_ksym_dict(s) for s in syms]
+    facts["module"] = res.module
+    for s in syms:
+        text.append(f"    kallsyms: {_ksym_line(s)}")
+    try:
+        events = [f"tracepoint:{c}:{e}" for c, e in list_tracepoints() if e == hook.event]
+    except EbpfHooksError:
+        events = []
+    facts["tracepoint_events"] = events
+    if events:
+        text.append(f"    same tracepoint with parsed arguments: {', '.join(events)}")
+    text.append("    arguments: ctx->args[0..] are the tracepoint's C arguments (TP_PROTO)")
+
+
+def _info_uprobe(hook: Any, facts: dict[str, Any], text: list[str]) -> None:
+    res = hook.resolve()
+    t = res.target
+    facts.update({"file": str(t.path), "symbol": t.symbol, "version": t.version,
+                  "vaddr": t.vaddr, "file_offset": t.file_offset, "offset": t.offset,
+                  "size": t.size, "binding": t.binding, "type": t.type, "ifunc": t.ifunc,
+                  "note": t.note, "pid": hook.pid})
+    text.append(f"    file: {t.path}")
+    text.append(f"    symbol: {t.symbol or '-'}" + (f"@{t.version}" if t.version else "")
+                + (f" +{t.offset:#x}" if t.offset else ""))
+    text.append(f"    virtual address: {t.vaddr:#x}   file offset: {t.file_offset:#x}   "
+                f"size: {t.size}")
+    text.append(f"    binding: {t.binding or '-'}   type: {t.type or '-'}   "
+                f"version: {t.version or '-'}")
+    if t.note:
+        text.append(f"    note: {t.note}")
+
+
+def _info_interface(hook: Any, facts: dict[str, Any], text: list[str]) -> None:
+    res = hook.resolve()
+    facts["interface"] = hook.interface
+    facts["ifindex"] = res.ifindex
+    text.append(f"    interface: {hook.interface}   ifindex: {res.ifindex}")
+    if hook.kind == "xdp":
+        from ebpfhooks.kernel.netdev import xdp_attached
+
+        try:
+            prog = xdp_attached(hook.interface)
+        except EbpfHooksError:
+            prog = None
+        facts["xdp_program_attached"] = prog
+        text.append("    XDP program attached now: "
+                    + (f"id {prog} (attach would be refused)" if prog else "none"))
+
+
+# --------------------------------------------------------------------------- suggest
+
+
+class Candidate:
+    """One way to observe WORD: ``spec``, ``kind``, ``stable``, ``attachable`` and ``why``.
+
+    >>> Candidate("tracepoint:a:b", "tracepoint", True, True, "").stable
+    True
+    """
+
+    __slots__ = ("attachable", "kind", "spec", "stable", "why")
+
+    def __init__(self, spec: str, kind: str, stable: bool, attachable: bool | None,
+                 why: str) -> None:
+        self.spec = spec
+        self.kind = kind
+        self.stable = stable
+        self.attachable = attachable
+        self.why = why
+
+    def to_dict(self) -> dict[str, Any]:
+        """The candidate as JSON-ready data."""
+        return {"spec": self.spec, "kind": self.kind, "stable": self.stable,
+                "attachable": self.attachable, "why": self.why}
+
+
+class Suggestion:
+    """Every candidate for a word, and the one to use (``recommended``) with the reason."""
+
+    __slots__ = ("candidates", "more", "notes", "reason", "recommended", "word")
+
+    def __init__(self, word: str, candidates: list[Candidate], recommended: str | None,
+                 reason: str, more: dict[str, int], notes: list[str] | None = None) -> None:
+        self.word = word
+        self.notes = list(notes or [])
+        self.candidates = candidates
+        self.recommended = recommended
+        self.reason = reason
+        self.more = more
+
+    def to_dict(self) -> dict[str, Any]:
+        """The suggestion as JSON-ready data."""
+        return {"word": self.word, "recommended": self.recommended, "reason": self.reason,
+                "candidates": [c.to_dict() for c in self.candidates], "more": self.more,
+                "notes": self.notes}
+
+
+#: Kernel functions whose stable replacement is not named after them (domain knowledge).
+_KNOWN_STABLE: dict[str, tuple[str, str]] = {
+    "tcp_connect": ("tracepoint:sock:inet_sock_set_state",
+                    "fires on every TCP state change; an active connect is "
+                    "newstate == TCP_SYN_SENT (what bcc's tcpstates/tcplife use)"),
+    "tcp_v4_connect": ("tracepoint:sock:inet_sock_set_state",
+                       "an IPv4 active connect is newstate == TCP_SYN_SENT, family AF_INET"),
+    "tcp_v6_connect": ("tracepoint:sock:inet_sock_set_state",
+                       "an IPv6 active connect is newstate == TCP_SYN_SENT, family AF_INET6"),
+    "tcp_close": ("tracepoint:sock:inet_sock_set_state", "newstate == TCP_CLOSE"),
+    "do_exit": ("tracepoint:sched:sched_process_exit", "fires as a task exits"),
+    "wake_up_new_task": ("tracepoint:sched:sched_process_fork", "fires on fork/clone"),
+    "finish_task_switch": ("tracepoint:sched:sched_switch", "fires on every context switch"),
+    "exec_binprm": ("tracepoint:sched:sched_process_exec", "fires after a successful exec"),
+}
+
+_MAX_KERNEL_FUNCS = 8
+
+
+def _tp_rank(word: str, cat: str, ev: str) -> tuple[int, str, int, str]:
+    if cat == "syscalls" and ev == f"sys_enter_{word}":
+        r = 0
+    elif ev == word:
+        r = 1
+    elif cat == "syscalls" and ev == f"sys_exit_{word}":
+        r = 2
+    elif cat == "syscalls" and ev.rstrip("0123456789") in (f"sys_enter_{word}",
+                                                        f"sys_exit_{word}"):
+        r = 3
+    else:
+        r = 4
+    core = ev.replace("sys_enter_", "").replace("sys_exit_", "")
+    return r, core, "sys_exit_" in ev, f"{cat}:{ev}"
+
+
+def suggest(word: str) -> Suggestion:
+    """Every way to observe ``word`` on this kernel, and the one to use.
+
+    >>> suggest("execve").recommended  # doctest: +SKIP
+    'tracepoint:syscalls:sys_enter_execve'
+
+    Candidates across kinds: tracepoints whose event contains ``word``, raw tracepoints,
+    kernel functions (kprobe/kretprobe; the syscall wrapper among them), each marked
+    stable or not and attachable here or not. The recommendation follows the seed's
+    rule: a stable tracepoint first (the syscall entry ``sys_enter_WORD``, an event
+    named ``WORD``, the tracepoint :func:`ebpfhooks.hooks.kprobe.stable_alternative`
+    finds, or a known stable replacement such as ``sock:inet_sock_set_state`` for
+    ``tcp_connect``), then a raw tracepoint, then a kprobe that can attach here.
+
+    Raises :class:`SpecError` when ``word`` is not a plain name (letters, digits, ``_``).
+    """
+    from ebpfhooks.hooks.kprobe import stable_alternative
+    from ebpfhooks.kernel import features
+    from ebpfhooks.kernel.features import FeatureStatus
+    from ebpfhooks.kernel.tracefs import list_tracepoints
+
+    if not isinstance(word, str):
+        raise SpecError(f"suggest() takes a word (str), got {type(word).__name__}")
+    _validate(word, 0, word, check_kernel_symbol)
+    if has_wildcard(word):
+        raise SpecError("suggest takes a word, not a pattern", spec=word,
+                        column=min(i for i, ch in enumerate(word) if ch in WILDCARDS),
+                        hint=f"list a pattern with: ebpfhooks list '{word}'")
+    cands: list[Candidate] = []
+    more: dict[str, int] = {}
+    tps = list_tracepoints()
+    have_tp = set(f"tracepoint:{c}:{e}" for c, e in tps)
+    matching = sorted(((c, e) for c, e in tps if word in e), key=lambda p: _tp_rank(word, *p))
+    for cat, ev in matching:
+        rank = _tp_rank(word, cat, ev)[0]
+        why = {0: "the syscall's entry (stable ABI)", 1: "an event named after it",
+               2: "the syscall's return", 3: "a variant of the syscall"}.get(rank,
+                                                                               "contains it")
+        cands.append(Candidate(f"tracepoint:{cat}:{ev}", "tracepoint", True, True, why))
+    known = _KNOWN_STABLE.get(word)
+    if known and known[0] in have_tp and all(c.spec != known[0] for c in cands):
+        cands.append(Candidate(known[0], "tracepoint", True, True, known[1]))
+    alt = stable_alternative(word)
+    if alt and all(c.spec != alt for c in cands):
+        cands.append(Candidate(alt, "tracepoint", True, True,
+                               "stable alternative of the kernel function"))
+    raw_ok = features.raw_tracepoints().status is not FeatureStatus.NO
+    try:
+        data = _kallsyms_data()
+    except EbpfHooksError:
+        data = b""
+    raws = sorted({n for m, n in _raw_tracepoints(data) if word in n}, key=lambda n: (n != word,
+                                                                                     len(n), n))
+    for name in raws:
+        cands.append(Candidate(f"rawtracepoint:{name}", "rawtracepoint", True, raw_ok,
+                               "raw arguments, cheaper than the tracepoint"))
+    kp = features.kprobes()
+    kp_ok = kp.status is not FeatureStatus.NO
+    kp_why = "" if kp_ok else "not attachable here: this kernel has no kprobes"
+    notes = [] if kp_ok else [f"kprobes: {kp.reason}"]
+    funcs = sorted({n for m, n in _kernel_functions_kallsyms(data) if word in n},
+                   key=lambda n: _func_rank(word, n))
+    for i, name in enumerate(funcs[:_MAX_KERNEL_FUNCS]):
+        role = _func_role(word, name)
+        why = role + ("; " + kp_why if kp_why else "")
+        cands.append(Candidate(f"kprobe:{name}", "kprobe", False, kp_ok, why))
+        if i == 0:
+            cands.append(Candidate(f"kretprobe:{name}", "kretprobe", False, kp_ok,
+                                   "its return value" + ("; " + kp_why if kp_why else "")))
+            if features.btf():
+                cands.append(Candidate(
+                    f"fentry:{name}", "fentry", False, False,
+                    "BTF is present, but ebpfhooks does not attach fentry (bpftrace: "
+                    f"kfunc:{name}; needs BPF trampolines, x86-64 5.5+)"))
+    if len(funcs) > _MAX_KERNEL_FUNCS:
+        more["kprobe"] = len(funcs) - _MAX_KERNEL_FUNCS
+    recommended, reason = _recommend(word, cands, known, alt)
+    return Suggestion(word, cands, recommended, reason, more, notes)
+
+
+def _func_rank(word: str, name: str) -> tuple[int, int, str]:
+    from ebpfhooks.hooks.kprobe import SYSCALL_PREFIXES
+
+    if name == word:
+        r = 0
+    elif any(name == p + word for p in SYSCALL_PREFIXES):
+        r = 1 if name.startswith(("__x64_", "__arm64_", "__s390x_", "__riscv_")) else 3
+    elif name in (f"do_{word}", f"__do_{word}", f"do_sys_{word}", f"ksys_{word}"):
+        r = 2
+    else:
+        r = 4
+    return r, len(name), name
+
+
+def _func_role(word: str, name: str) -> str:
+    from ebpfhooks.hooks.kprobe import SYSCALL_PREFIXES
+
+    if name == word:
+        return "the kernel function itself (unstable: renamed or inlined between kernels)"
+    if any(name == p + word for p in SYSCALL_PREFIXES):
+        return "syscall wrapper (unstable across architectures and versions)"
+    return "kernel function containing the word (unstable)"
+
+
+def _recommend(word: str, cands: list[Candidate], known: tuple[str, str] | None,
+               alt: str | None) -> tuple[str | None, str]:
+    tps = [c for c in cands if c.kind == "tracepoint"]
+    syscall = f"tracepoint:syscalls:sys_enter_{word}"
+    for c in tps:
+        if c.spec == syscall:
+            return c.spec, "a stable tracepoint: the syscall's entry, with parsed arguments"
+    named = [c for c in tps if c.spec.endswith(f":{word}")]
+    if named:
+        return named[0].spec, "a stable tracepoint named after it"
+    if known and any(c.spec == known[0] for c in tps):
+        return known[0], f"a stable tracepoint: {known[1]}"
+    if alt and any(c.spec == alt for c in tps):
+        return alt, "a stable tracepoint that observes the same thing"
+    ranked = [c for c in tps if c.why != "contains it"]
+    if ranked:
+        return ranked[0].spec, "a stable tracepoint"
+    raws = [c for c in cands if c.kind == "rawtracepoint" and c.attachable]
+    if raws:
+        return raws[0].spec, "a raw tracepoint (stable name, raw arguments)"
+    kps = [c for c in cands if c.kind == "kprobe" and c.attachable]
+    if kps:
+        return kps[0].spec, "no tracepoint covers it: a kprobe (unstable across kernels)"
+    if tps:
+        return tps[0].spec, "a stable tracepoint whose name contains the word"
+    return None, "nothing on this kernel observes it (no tracepoint, and no kprobe support)"
