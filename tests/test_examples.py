@@ -253,3 +253,39 @@ def test_mallocsize_refuses_a_bad_pid() -> None:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "argument --pid: not a process id: '1x'" in out.stderr
+
+
+@pytest.mark.parametrize("parsed", [False, True], ids=["raw", "parsed"])
+def test_syscount_counts_a_known_process(live: None, uprobe_target: Path, parsed: bool) -> None:
+    n = 5000
+    proc = subprocess.Popen([str(uprobe_target), str(n), "wait", "getppid"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline() == "ready\n"
+        run = Run("syscount.py", "--duration", "2", "--top", "1000",
+                  *(["--parsed"] if parsed else []))
+        first = run.attached()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        proc.stdout.read()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert run.finish() == 0, run.stderr
+    if parsed:
+        assert first == ("attached tracepoint:raw_syscalls:sys_enter (parsed record; the seed "
+                         "rates its overhead 'moderate'): counting for 2 s")
+    else:
+        assert first == ("attached rawtracepoint:sys_enter (raw: arguments not parsed; the seed "
+                         "rates its overhead 'low'): counting for 2 s")
+    assert run.lines[1].split() == ["PID", "COMM", "SYSCALLS", "TOP", "SYSCALL"]
+    rows = {line.split()[0]: line.split()[1:] for line in run.lines[2:-1]}
+    comm, total, top, top_count = rows[str(proc.pid)]
+    # after the line: n getppid calls, then the write of the result and exit_group
+    assert comm == "uprobe_target"
+    assert (top, top_count) == ("getppid", f"({n})")
+    assert n < int(total) < n + 10
+    assert re.fullmatch(r"\d+ syscalls by \d+ processes", run.lines[-1])
