@@ -7,6 +7,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from conftest import not_possible
+from conftest import mac_of, not_possible, send_frames, xdp_prog_on
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ROOT / "tests" / "targets"
@@ -289,3 +290,59 @@ def test_syscount_counts_a_known_process(live: None, uprobe_target: Path, parsed
     assert (top, top_count) == ("getppid", f"({n})")
     assert n < int(total) < n + 10
     assert re.fullmatch(r"\d+ syscalls by \d+ processes", run.lines[-1])
+
+
+def _ipv4_frame(dst_mac: str, src_mac: str, proto: int, payload: bytes) -> bytes:
+    """An Ethernet frame carrying an IPv4 packet of protocol ``proto`` (checksum left 0)."""
+    total = 20 + len(payload)
+    ip = bytes([0x45, 0, total >> 8, total & 0xFF, 0, 1, 0, 0, 64, proto, 0, 0,
+                10, 200, 0, 2, 10, 200, 0, 1])
+    return (bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", ""))
+            + b"\x08\x00" + ip + payload)
+
+
+def _send(iface: str, frames: list[bytes]) -> None:
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+        sock.bind((iface, 0))
+        for frame in frames:
+            sock.send(frame.ljust(60, b"\0"))
+
+
+def _udp(sport: int, dport: int, data: bytes) -> bytes:
+    n = 8 + len(data)
+    return (sport.to_bytes(2, "big") + dport.to_bytes(2, "big") + n.to_bytes(2, "big")
+            + b"\0\0" + data)
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_xdp_count_counts_per_protocol_and_detaches(
+    live: None, veth: tuple[str, str], stop: str
+) -> None:
+    a, b = veth
+    assert not xdp_prog_on(a)
+    run = Run("xdp_count.py", a, "--duration", "60", "--interval", "0.2")
+    first = run.attached()
+    assert first.startswith(f"attached xdp:{a} -> ifindex "), first
+    assert xdp_prog_on(a)
+    send_frames(b, mac_of(a), 7)   # EtherType 0x88b5
+    _send(b, [_ipv4_frame(mac_of(a), mac_of(b), 253, b"ehk") for _ in range(5)])
+    _send(b, [_ipv4_frame(mac_of(a), mac_of(b), 17, _udp(4000, 5000, b"ehk"))
+              for _ in range(3)])
+    for row in ("7  0x88b5", "5  IPv4/253", "3  IPv4/UDP"):
+        run.wait_for(lambda line, row=row: line.strip() == row, timeout=10)
+    run.signal(getattr(signal, stop))
+    assert run.finish() == 0, run.stderr
+    assert not xdp_prog_on(a)
+    final = run.lines[run.lines.index(f"detached from {a}") + 1:]
+    assert final[0].split() == ["PACKETS", "PROTOCOL"]
+    rows = {line.split()[1]: int(line.split()[0]) for line in final[1:]}
+    assert rows["0x88b5"] == 7 and rows["IPv4/253"] == 5 and rows["IPv4/UDP"] == 3, run.stdout
+    assert rows["total"] == sum(n for name, n in rows.items() if name != "total")
+
+
+def test_xdp_count_refuses_a_bad_interface_name() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "examples/xdp_count.py"), "eth0;x"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.startswith("xdp_count: invalid hook spec: interface: character ';' "
+                                 "cannot be in a network interface name"), out.stderr
