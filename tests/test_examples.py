@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import select
@@ -314,6 +315,10 @@ def _udp(sport: int, dport: int, data: bytes) -> bytes:
             + b"\0\0" + data)
 
 
+def _is_row(row: str, line: str) -> bool:
+    return line.strip() == row
+
+
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
 def test_xdp_count_counts_per_protocol_and_detaches(
     live: None, veth: tuple[str, str], stop: str
@@ -329,7 +334,7 @@ def test_xdp_count_counts_per_protocol_and_detaches(
     _send(b, [_ipv4_frame(mac_of(a), mac_of(b), 17, _udp(4000, 5000, b"ehk"))
               for _ in range(3)])
     for row in ("7  0x88b5", "5  IPv4/253", "3  IPv4/UDP"):
-        run.wait_for(lambda line, row=row: line.strip() == row, timeout=10)
+        run.wait_for(functools.partial(_is_row, row), timeout=10)
     run.signal(getattr(signal, stop))
     assert run.finish() == 0, run.stderr
     assert not xdp_prog_on(a)
