@@ -351,3 +351,43 @@ def test_xdp_count_refuses_a_bad_interface_name() -> None:
     assert out.returncode == 1
     assert out.stderr.startswith("xdp_count: invalid hook spec: interface: character ';' "
                                  "cannot be in a network interface name"), out.stderr
+
+
+def test_sniff_prints_packet_summaries(live: None, veth: tuple[str, str]) -> None:
+    a, b = veth
+    run = Run("sniff.py", a, "--duration", "30", "--count", "5")
+    assert run.attached() == f"attached raw_socket:{a} -> ifindex {_ifindex(a)}: every packet " \
+                             "for 30 s"
+    send_frames(b, mac_of(a), 3)
+    _send(b, [_ipv4_frame(mac_of(a), mac_of(b), 17, _udp(4000, 5000, b"ehk"))
+              for _ in range(2)])
+    assert run.finish() == 0, run.stderr   # stops by itself after --count packets
+    lines = [line.split(None, 3) for line in run.lines[1:-1]]
+    assert [(direction, size) for _, direction, size, _ in lines] == [("in", "60")] * 5
+    summaries = [summary for *_, summary in lines]
+    assert summaries == [f"{mac_of(b)} > {mac_of(a)} 0x88b5"] * 3 + [
+        f"{mac_of(b)} > {mac_of(a)} IPv4 10.200.0.2:4000 > 10.200.0.1:5000 UDP"] * 2, run.stdout
+    assert run.lines[-1] == "5 packets printed; the filter saw 5 and passed 5"
+
+
+def test_sniff_filters_by_ethertype_in_the_kernel(live: None, veth: tuple[str, str]) -> None:
+    a, b = veth
+    run = Run("sniff.py", a, "--duration", "30", "--count", "2", "--ethertype", "0x0800")
+    assert run.attached().endswith(": EtherType 0x0800 for 30 s")
+    send_frames(b, mac_of(a), 4)   # not IPv4: the program drops them before the socket
+    _send(b, [_ipv4_frame(mac_of(a), mac_of(b), 253, b"ehk") for _ in range(2)])
+    assert run.finish() == 0, run.stderr
+    assert [line.split(None, 3)[3] for line in run.lines[1:-1]] == [
+        f"{mac_of(b)} > {mac_of(a)} IPv4 10.200.0.2 > 10.200.0.1 proto 253"] * 2, run.stdout
+    assert run.lines[-1] == "2 packets printed; the filter saw 6 and passed 2"
+
+
+def test_sniff_refuses_a_bad_ethertype() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "examples/sniff.py"), "lo",
+                          "--ethertype", "0x800);"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "argument --ethertype: not an EtherType: '0x800);'" in out.stderr
+
+
+def _ifindex(iface: str) -> int:
+    return int(Path(f"/sys/class/net/{iface}/ifindex").read_text())
