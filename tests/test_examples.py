@@ -391,3 +391,71 @@ def test_sniff_refuses_a_bad_ethertype() -> None:
 
 def _ifindex(iface: str) -> int:
     return int(Path(f"/sys/class/net/{iface}/ifindex").read_text())
+
+
+OPENER = """
+import os, sys
+sys.stdin.readline()
+for _ in range(int(sys.argv[1])):
+    os.close(os.open("/dev/null", os.O_RDONLY))
+print("done", flush=True)
+"""
+
+
+def test_kprobe_fallback_chooses_a_hook_and_says_why(live: None) -> None:
+    from ebpfhooks.kernel import features
+
+    n = 300
+    opener = subprocess.Popen([sys.executable, "-c", OPENER, str(n)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        run = Run("kprobe_fallback.py", "--duration", "2", "--top", "1000")
+        attached = run.attached()
+        assert opener.stdin is not None and opener.stdout is not None
+        opener.stdin.write("go\n")
+        opener.stdin.flush()
+        assert opener.stdout.readline() == "done\n"
+        assert opener.wait(timeout=10) == 0
+    finally:
+        if opener.poll() is None:
+            opener.kill()
+            opener.wait()
+    assert run.finish() == 0, run.stderr
+    assert run.lines[0] == ("ebpfhooks.suggest('do_sys_openat2') -> "
+                            "tracepoint:syscalls:sys_enter_openat: a stable tracepoint that "
+                            "observes the same thing")
+    assert run.lines[1] == "chain: kprobe:do_sys_openat2 | tracepoint:syscalls:sys_enter_openat"
+    if features.kprobes():
+        assert attached == ("attached kprobe:do_sys_openat2 (unstable) -> on_kprobe: counting "
+                            "events per process for 2 s")
+        assert run.lines[2] == attached   # nothing passed over
+    else:
+        assert run.lines[2].startswith("passed over kprobe:do_sys_openat2: "
+                                       "kprobe:do_sys_openat2 cannot attach: this kernel has "
+                                       "no kprobe support")
+        assert attached == ("attached tracepoint:syscalls:sys_enter_openat (stable) -> on_tp: "
+                            "counting events per process for 2 s")
+    rows = {line.split()[0]: line.split()[1:] for line in run.lines
+            if line.split() and line.split()[0].isdigit() and len(line.split()) == 3}
+    _comm, events = rows[str(opener.pid)]
+    # after its line the opener opens /dev/null n times (and nothing else, or very little)
+    assert n <= int(events) <= n + 5, run.stdout
+    assert re.fullmatch(r"\d+ events from \d+ processes", run.lines[-1])
+
+
+def test_kprobe_fallback_lists_every_reason_when_nothing_fits(live: None) -> None:
+    from ebpfhooks.kernel import features
+
+    if features.kprobes():
+        pytest.skip("the kernel has kprobes: a missing symbol is a different error")
+    out = subprocess.run([sys.executable, str(ROOT / "examples/kprobe_fallback.py"),
+                          "--kprobe", "ehk_no_such_function_x"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert out.stdout.splitlines()[1] == "chain: kprobe:ehk_no_such_function_x"
+    assert out.stderr.splitlines()[:2] == [
+        "kprobe_fallback: no alternative of the chain can attach on this kernel:",
+        out.stderr.splitlines()[1]]
+    assert out.stderr.splitlines()[1].startswith(
+        "  kprobe:ehk_no_such_function_x: kprobe:ehk_no_such_function_x cannot attach: this "
+        "kernel has no kprobe support")
