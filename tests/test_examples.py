@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from conftest import mac_of, not_possible, send_frames, xdp_prog_on
+from conftest import mac_of, not_possible, send_frames, uprobe_events, xdp_prog_on
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ROOT / "tests" / "targets"
@@ -204,6 +204,7 @@ def test_bashreadline_prints_the_typed_command(live: None) -> None:
     run.signal(signal.SIGINT)
     assert run.finish() == 0, run.stderr
     assert run.lines[-1].endswith(" lines read")
+    assert f"bcc_{run.proc.pid}" not in uprobe_events()   # nothing left in tracefs either
 
 
 def _histogram(lines: list[str]) -> dict[tuple[int, int], int]:
@@ -240,6 +241,7 @@ def test_mallocsize_histogram_of_known_sizes(live: None, build_dir: Path) -> Non
             proc.kill()
             proc.wait()
     assert run.finish() == 0, run.stderr   # it stops by itself when the process exits
+    assert f"bcc_{run.proc.pid}" not in uprobe_events()
     assert f"process {proc.pid} exited" in run.lines
     rows = _histogram(run.lines)
     # malloc_target.c: 100 x 24 bytes, 11 x 12000, 7 x 300000, nothing else after the line
@@ -459,3 +461,29 @@ def test_kprobe_fallback_lists_every_reason_when_nothing_fits(live: None) -> Non
     assert out.stderr.splitlines()[1].startswith(
         "  kprobe:ehk_no_such_function_x: kprobe:ehk_no_such_function_x cannot attach: this "
         "kernel has no kprobe support")
+
+
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_example_has_help_and_duration(name: str) -> None:
+    text = (ROOT / "examples" / name).read_text()
+    summary = text.split('"""', 2)[1].splitlines()[0]
+    assert summary.endswith(".") and len(summary) < 100
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / name), "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "--duration" in out.stdout
+    assert " ".join(summary.split()) in " ".join(out.stdout.split())
+    # functions bcc would attach by itself at compile time (no Link would own them)
+    assert not re.search(r"TRACEPOINT_PROBE\(|RAW_TRACEPOINT_PROBE\(|"
+                         r"\bint\s+(kprobe|kretprobe|tracepoint|raw_tracepoint)__", text)
+    assert ".attach_" not in text   # ebpfhooks attaches, never bcc's attach_* directly
+
+
+def test_every_example_has_a_smoke_test() -> None:
+    tests = Path(__file__).read_text()
+    missing = [name for name in EXAMPLES if f'"{name}"' not in tests and
+               f"examples/{name}" not in tests]
+    assert not missing
