@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -25,6 +25,23 @@ TARGETS = ROOT / "tests" / "targets"
 pytestmark = pytest.mark.live
 
 
+_started: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_example_outlives_its_test() -> Iterator[None]:
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:   # a test failed half-way: SIGTERM detaches, then reap
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 class Run:
     """An example started in the background; its stdout is collected line by line."""
 
@@ -33,6 +50,7 @@ class Run:
             [sys.executable, str(ROOT / "examples" / name), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
         )
+        _started.append(self.proc)
         self.lines: list[str] = []
         self._err: list[str] = []
         self._readers = [
