@@ -27,13 +27,14 @@ Every literal character is checked with :mod:`ebpfhooks.names` (the alphabet of 
 part) and patterns become anchored regular expressions built from escaped literals,
 so no text of the pattern is ever interpreted as anything but itself.
 
-Where the names come from: tracepoints from tracefs ``available_events`` (never
-kallsyms); raw tracepoints from the kernel's ``__traceiter_*`` symbols in
-/proc/kallsyms; kernel functions from ``available_filter_functions`` minus the kprobe
-blacklist when kprobes work and that file is readable, else from /proc/kallsyms text
-symbols. On a kernel without kprobes, kprobe and kretprobe lines are left out (they
-could not attach) unless ``include_unsupported=True`` (``ebpfhooks list --all``);
-``search()`` says so in its ``notes``.
+Where the names come from: tracepoints from tracefs (the ``events/`` directories,
+the same set as ``available_events``; never kallsyms); raw tracepoints from the
+kernel's ``__traceiter_*`` symbols in /proc/kallsyms; kernel functions from
+``available_filter_functions`` minus the kprobe blacklist when kprobes work and that
+file is readable, else from /proc/kallsyms text symbols. On a kernel without kprobes,
+kprobe and kretprobe lines are left out (they could not attach) unless
+``include_unsupported=True`` (``ebpfhooks list --all``); ``search()`` says so in its
+``notes``.
 """
 
 from __future__ import annotations
@@ -318,9 +319,8 @@ def _kind_query(text: str, kind: str, body: int, rest: str) -> _Query:
 _FUNC_LINE = re.compile(
     rb"^[0-9a-fA-F]+ [TtWw] ([A-Za-z_][A-Za-z0-9_.]*)(?:\t\[([A-Za-z0-9_-]+)\])?$", re.M
 )
-_TRACEITER_LINE = re.compile(
-    rb"^[0-9a-fA-F]+ [A-Za-z] __traceiter_([A-Za-z0-9_]+)(?:\t\[([A-Za-z0-9_-]+)\])?$", re.M
-)
+# starts with a literal, so the regex engine skips ahead with a fast search
+_TRACEITER = re.compile(rb"__traceiter_([A-Za-z0-9_]+)(?:\t\[([A-Za-z0-9_-]+)\])?\n")
 _kallsyms_bytes: dict[Path, bytes] = {}
 
 
@@ -360,7 +360,13 @@ def _kernel_functions_kallsyms(data: bytes) -> list[tuple[str | None, str]]:
 
 
 def _raw_tracepoints(data: bytes) -> list[tuple[str | None, str]]:
-    return [(m.decode() if m else None, n.decode()) for n, m in _TRACEITER_LINE.findall(data)]
+    """(module, name) of every ``ADDR TYPE __traceiter_NAME [MODULE]`` line."""
+    out = []
+    for m in _TRACEITER.finditer(data):
+        if data[m.start() - 1] == 0x20:  # preceded by "TYPE ": not __pfx___traceiter_
+            mod = m.group(2)
+            out.append((mod.decode() if mod else None, m.group(1).decode()))
+    return out
 
 
 def _filter_functions_with_modules(text: str) -> list[tuple[str | None, str]]:
@@ -372,6 +378,46 @@ def _filter_functions_with_modules(text: str) -> list[tuple[str | None, str]]:
         mod = parts[1][1:-1] if len(parts) > 1 and parts[1].startswith("[") else None
         out.append((mod, parts[0]))
     return out
+
+
+def _tracepoints(events: Path, category_ok: Callable[[str], bool]) -> list[tuple[str, str]]:
+    """(category, event) of the event directories of tracefs, for matching categories.
+
+    Walking ``events/`` is the same set as ``available_events`` but ~50 times faster
+    (the kernel builds ``available_events`` under locks, event by event). The
+    ``ftrace`` category holds the function tracer's own records, which
+    ``available_events`` leaves out (they cannot be enabled or attached), so it is
+    left out here too.
+    """
+    out: list[tuple[str, str]] = []
+    try:
+        categories = [c for c in os.scandir(events) if c.is_dir() and c.name != "ftrace"]
+    except PermissionError as err:
+        from ebpfhooks.errors import HookPermissionError
+
+        raise HookPermissionError(
+            f"cannot read {events}: permission denied; tracefs is readable by root only, "
+            "rerun as root (e.g. with sudo)", capability="CAP_DAC_READ_SEARCH") from err
+    for cat in categories:
+        if not category_ok(cat.name):
+            continue
+        with os.scandir(cat.path) as entries:
+            out.extend((cat.name, e.name) for e in entries if e.is_dir())
+    return out
+
+
+def _kprobes_supported() -> bool:
+    """Cheap form of ``features.kprobes()`` (which may decompress /proc/config.gz)."""
+    from ebpfhooks.kernel import features
+    from ebpfhooks.kernel.features import PMU_DIR, FeatureStatus
+    from ebpfhooks.kernel.tracefs import tracefs_root
+
+    if (PMU_DIR / "kprobe").exists():
+        return True
+    try:
+        return (tracefs_root() / "kprobe_events").exists()
+    except EbpfHooksError:
+        return features.kprobes().status is not FeatureStatus.NO
 
 
 class _KernelFunctions:
@@ -387,11 +433,7 @@ class _KernelFunctions:
     def names(self) -> list[tuple[str | None, str]]:
         if self._names is not None:
             return self._names
-        from ebpfhooks.kernel import features
-        from ebpfhooks.kernel.features import FeatureStatus
-
-        feature = features.kprobes()
-        self.supported = feature.status is not FeatureStatus.NO
+        self.supported = _kprobes_supported()
         if not self.supported and not self.include_unsupported:
             self.note = ("kprobe/kretprobe hooks not listed: this kernel has no kprobes "
                          "(CONFIG_KPROBES; see `ebpfhooks doctor`); `ebpfhooks list --all` "
@@ -481,14 +523,15 @@ def _run_query(q: _Query, found: set[str], sources: dict[str, str],
                funcs: _KernelFunctions) -> None:
     kind = q.kind
     if kind == "tracepoint":
-        from ebpfhooks.kernel.tracefs import list_tracepoints, tracefs_root
+        from ebpfhooks.kernel.tracefs import tracefs_root
 
         cat_pat, ev_pat = q.parts
         assert cat_pat is not None and ev_pat is not None
         cat_ok, ev_ok = _matcher(cat_pat), _matcher(ev_pat)
-        found.update(f"tracepoint:{c}:{e}" for c, e in list_tracepoints()
-                     if cat_ok(c) and ev_ok(e))
-        sources["tracepoint"] = str(tracefs_root() / "available_events")
+        events = tracefs_root() / "events"
+        found.update(f"tracepoint:{c}:{e}" for c, e in _tracepoints(events, cat_ok)
+                     if ev_ok(e))
+        sources["tracepoint"] = f"{events}/CATEGORY/EVENT (what available_events lists)"
     elif kind == "raw_tracepoint":
         mod_pat, name_pat = q.parts
         assert name_pat is not None
