@@ -4,6 +4,7 @@
 #   make test     set up, then tests (pytest), lint (ruff) and type check (mypy)
 #   make lint     ruff + mypy only
 #   make setup    only scripts/setup.sh (idempotent; fast when everything is there)
+#   make bench    every number in docs/performance.md (bench/run_all.py; ~15 min)
 #
 #   make test PYTEST_ARGS='-k uprobe -x'   extra pytest arguments
 
@@ -17,7 +18,7 @@ DEMO_DURATION ?= 5
 # CI runs in a fresh clone: no pytest cache there.
 PYTEST_CI_ARGS := $(if $(filter true 1,$(CI)),-p no:cacheprovider,)
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint bench
 
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
 define run_pytest
@@ -43,3 +44,6 @@ test: setup
 lint: setup
 	$(RUFF)
 	$(MYPY)
+
+bench: setup
+	$(PY) bench/run_all.py --plot docs/bench-overhead.png
