@@ -274,6 +274,32 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- bench
+
+
+def _setup_bench(p: argparse.ArgumentParser) -> None:
+    # the same options as ebpfhooks.bench.add_arguments, without importing it at startup
+    p.add_argument("--kinds", nargs="+", metavar="KIND",
+                   help="kinds to measure (default: all eight; commas allowed)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds per kind (default 5)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply the events per batch (default 1.0)")
+    p.add_argument("--cpu", type=int, default=-2,
+                   help="pin the trigger to this CPU (default: the last; -1: no pinning)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="write a bar chart (needs matplotlib: pip install 'ebpfhooks[plot]')")
+    _json_flag(p)
+
+
+@command("bench", "measure the extra time per event each hook kind adds on this kernel",
+         _setup_bench)
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Table (or JSON) of ns per event without and with each kind; see docs/performance.md."""
+    from ebpfhooks.bench import run_command
+
+    return run_command(args)
+
+
 # --------------------------------------------------------------------------- main
 
 

@@ -146,3 +146,25 @@ def test_live_every_supported_kind_is_proven_by_its_counter(live: None) -> None:
     assert [k["kind"] for k in data["kinds"]] == list(bench.KIND_ORDER)
     # nothing left behind: the veth pair is gone
     assert f"ehb{os.getpid() % 1000000}a" not in interfaces()
+
+
+def test_error_cli_bench_unknown_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    from ebpfhooks.cli import main
+
+    assert main(["bench", "--kinds", "tracepoint,bogus"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown hook kind 'bogus'" in err and "choose from kprobe" in err
+
+
+def test_cli_bench_options_match_the_library() -> None:
+    import argparse
+
+    from ebpfhooks.cli import build_parser
+
+    ours = argparse.ArgumentParser()
+    bench.add_arguments(ours)
+    cli = build_parser()
+    sub = next(a for a in cli._actions if isinstance(a, argparse._SubParsersAction))
+    want = {o for a in ours._actions for o in a.option_strings}
+    have = {o for a in sub.choices["bench"]._actions for o in a.option_strings}
+    assert want <= have
