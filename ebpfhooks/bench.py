@@ -107,13 +107,16 @@ _FN = {"kprobe": "bench_kprobe", "kretprobe": "bench_kretprobe", "tracepoint": "
        "uretprobe": "bench_uretprobe", "raw_socket": "bench_socket"}
 
 BENCH_ETHERTYPE = 0x88B6
+#: How a batch is timed: the trigger's CPU time (default) or wall time.
+CLOCKS = ("cpu", "wall")
 TARGET_FUNCTION = "ehk_bench_target"
 _NR_GETPPID = {"x86_64": 110, "aarch64": 173, "riscv64": 173, "ppc64le": 64, "s390x": 64}
 
 TRIGGER_SOURCE = r"""/* ebpfhooks bench trigger: tight loops timed in C (made by ebpfhooks.bench).
  * Usage: ehk_bench_trigger CPU [IFACE DST_MAC ETHERTYPE]; commands on stdin, one a line:
  *   syscall N B | call N B | send N B
- * answered by one line: the nanoseconds each of the B batches of N events took. */
+ * answered by one line: WALL/CPU nanoseconds each of the B batches of N events took
+ * (CLOCK_MONOTONIC / CLOCK_THREAD_CPUTIME_ID). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/if_packet.h>
@@ -132,9 +135,9 @@ __attribute__((noinline, noclone, used)) long ehk_bench_target(long x) {
     return x + 1;
 }
 
-static unsigned long long now_ns(void) {
+static unsigned long long now_ns(clockid_t clock) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
 }
 
@@ -193,7 +196,8 @@ int main(int argc, char **argv) {
             continue;
         }
         for (long b = 0; b < batches; b++) {
-            unsigned long long t0 = now_ns();
+            unsigned long long t0 = now_ns(CLOCK_MONOTONIC);
+            unsigned long long c0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
             if (kind == 0) {
                 for (long i = 0; i < n; i++) syscall(SYS_getppid);
             } else if (kind == 1) {
@@ -208,7 +212,9 @@ int main(int argc, char **argv) {
                     }
                 }
             }
-            printf(b + 1 < batches ? "%llu " : "%llu\n", now_ns() - t0);
+            unsigned long long c1 = now_ns(CLOCK_THREAD_CPUTIME_ID);
+            printf(b + 1 < batches ? "%llu/%llu " : "%llu/%llu\n", now_ns(CLOCK_MONOTONIC) - t0,
+                   c1 - c0);
         }
     }
     return 0;
@@ -348,6 +354,7 @@ class BenchReport:
     rounds: int
     scale: float
     results: list[KindResult]
+    clock: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``ebpfhooks bench --json`` prints it)."""
@@ -358,6 +365,7 @@ class BenchReport:
             "pinned_cpu": self.cpu,
             "rounds": self.rounds,
             "scale": self.scale,
+            "clock": self.clock,
             "kinds": [r.to_dict() for r in self.results],
         }
 
@@ -387,7 +395,8 @@ class BenchReport:
         ]
         lines.insert(1, "-" * len(lines[0]))
         footer = (f"kernel {self.kernel}, {self.cpus} CPUs, trigger pinned to CPU {self.cpu}, "
-                  f"{self.rounds} rounds; +ns/event = hooked - base, median over rounds")
+                  f"{self.rounds} rounds, {self.clock} time; +ns/event = hooked - base, "
+                  "median over rounds")
         return "\n".join([*lines, "", footer, *notes])
 
     def plot(self, path: str | os.PathLike[str]) -> None:
@@ -508,11 +517,13 @@ class _Trigger:
         if line != word:
             raise EbpfHooksError(f"the bench trigger said {line!r}, expected {word!r}")
 
-    def run(self, mode: str, n: int, batches: int) -> list[int]:
+    def run(self, mode: str, n: int, batches: int, clock: str = "cpu") -> list[int]:
+        """Nanoseconds per batch, of wall time or of the trigger's own CPU time."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(f"{mode} {n} {batches}\n")
         self.proc.stdin.flush()
-        return [int(x) for x in self._readline().split()]
+        pairs = [x.split("/") for x in self._readline().split()]
+        return [int(p[1] if clock == "cpu" else p[0]) for p in pairs]
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -592,6 +603,7 @@ def run(
     *,
     scale: float = 1.0,
     cpu: int | None = -2,
+    clock: str = "cpu",
     progress: Callable[[str], None] | None = None,
 ) -> BenchReport:
     """Measure the extra ns per event of each kind the kernel supports.
@@ -599,8 +611,13 @@ def run(
     ``kinds``: kind names (default: all eight); ``rounds``: alternating
     without/with rounds (each ``5`` timed batches); ``scale`` multiplies the
     events per batch; ``cpu``: the CPU the trigger is pinned to (default: the
-    last one this process may use; ``None``: not pinned). ``progress`` gets a
-    line per step.
+    last one this process may use; ``None``: not pinned). ``clock``: ``"cpu"``
+    (default) times each batch by the trigger's own CPU time
+    (``CLOCK_THREAD_CPUTIME_ID``: the syscall, the uprobe trap and the softirq that
+    receives the frames all run in the trigger's context, while time other
+    processes take the CPU away does not count, so a shared machine disturbs it
+    less), ``"wall"`` by ``CLOCK_MONOTONIC`` like the selftests. ``progress`` gets
+    a line per step.
 
     Raises :class:`ebpfhooks.HookPermissionError` without root,
     :class:`ebpfhooks.BccNotFoundError` without bcc and
@@ -611,6 +628,9 @@ def run(
     from ebpfhooks.hooks import Hook, Program
 
     wanted = parse_kinds(kinds)
+    if clock not in CLOCKS:
+        raise SpecError(f"unknown clock {clock!r}", spec=clock, column=0, length=len(clock),
+                        hint=f"choose from {', '.join(CLOCKS)}")
     if rounds < 1:
         raise SpecError("rounds must be at least 1", spec=str(rounds), column=0,
                         length=len(str(rounds)), hint="e.g. --rounds 5")
@@ -656,11 +676,12 @@ def run(
                     say(f"{kind}: not supported: {result.reason}")
                     continue
                 say(f"{kind}: {rounds} rounds on {spec}")
-                _measure(result, hook, Program(bpf, _FN[kind]), trig, bpf, rounds, scale)
+                _measure(result, hook, Program(bpf, _FN[kind]), trig, bpf, rounds, scale,
+                         clock)
     finally:
         bpf.cleanup()
     return BenchReport(kernel=platform.release(), cpus=os.cpu_count() or 1, cpu=pin,
-                       rounds=rounds, scale=scale, results=results)
+                       rounds=rounds, scale=scale, results=results, clock=clock)
 
 
 def _hits(bpf: Any, kind: str) -> int:
@@ -669,7 +690,7 @@ def _hits(bpf: Any, kind: str) -> int:
 
 
 def _measure(result: KindResult, hook: Any, prog: Any, trig: _Trigger, bpf: Any,
-             rounds: int, scale: float) -> None:
+             rounds: int, scale: float, clock: str) -> None:
     mode = _MODE[result.kind]
     n = max(1, int(BATCH_EVENTS[mode] * scale))
     batches = BATCHES
@@ -681,11 +702,11 @@ def _measure(result: KindResult, hook: Any, prog: Any, trig: _Trigger, bpf: Any,
         per_event: dict[bool, float] = {}
         for hooked in order:
             if not hooked:
-                per_event[False] = statistics.median(trig.run(mode, n, batches)) / n
+                per_event[False] = statistics.median(trig.run(mode, n, batches, clock)) / n
                 continue
             with hook.attach(prog):
                 before = _hits(bpf, result.kind)
-                times = trig.run(mode, n, batches)
+                times = trig.run(mode, n, batches, clock)
                 got = _settle(bpf, result.kind, before, n * batches, mode == "send")
             result.hits += got
             result.expected += n * batches
@@ -722,6 +743,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="multiply the events per batch (default 1.0)")
     parser.add_argument("--cpu", type=int, default=-2,
                         help="pin the trigger to this CPU (default: the last; -1: no pinning)")
+    parser.add_argument("--clock", choices=CLOCKS, default="cpu",
+                        help="time batches by the trigger's CPU time (default) or wall time")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="write a bar chart (needs matplotlib: ebpfhooks[plot])")
@@ -739,6 +762,7 @@ def run_command(args: argparse.Namespace) -> int:
     cpu = None if args.cpu == -1 else args.cpu
     try:
         report = run(args.kinds, args.rounds, scale=args.scale, cpu=cpu,
+                     clock=getattr(args, "clock", "cpu"),
                      progress=None if args.json else
                      (lambda m: print(f"... {m}", file=sys.stderr, flush=True)))
     except EbpfHooksError as err:

@@ -286,6 +286,8 @@ def _setup_bench(p: argparse.ArgumentParser) -> None:
                    help="multiply the events per batch (default 1.0)")
     p.add_argument("--cpu", type=int, default=-2,
                    help="pin the trigger to this CPU (default: the last; -1: no pinning)")
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                   help="time batches by the trigger's CPU time (default) or wall time")
     p.add_argument("--plot", metavar="FILE.png",
                    help="write a bar chart (needs matplotlib: pip install 'ebpfhooks[plot]')")
     _json_flag(p)

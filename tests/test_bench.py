@@ -64,7 +64,8 @@ def test_result_statistics_and_dict_shape() -> None:
     assert done.baseline_ns == 100.0 and done.hooked_ns == 150.0
     assert done.proven
     data = json.loads(json.dumps(report.to_dict()))
-    assert {"kernel", "machine", "cpus", "pinned_cpu", "rounds", "scale", "kinds"} <= set(data)
+    assert {"kernel", "machine", "cpus", "pinned_cpu", "rounds", "scale", "clock",
+            "kinds"} <= set(data)
     for kind in data["kinds"]:
         assert set(kind) == KIND_KEYS
     assert data["kinds"][0]["supported"] is False
@@ -114,7 +115,8 @@ def test_trigger_builds_once_and_runs(tmp_path: Path) -> None:
     out = subprocess.run([str(exe), "-1"], input="syscall 100 3\ncall 1000 2\nbogus 1 1\n",
                          capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == "ready"
-    assert len(out[1].split()) == 3 and all(int(x) > 0 for x in out[1].split())
+    pairs = [x.split("/") for x in out[1].split()]  # wall/cpu ns per batch
+    assert len(pairs) == 3 and all(int(w) > 0 and int(c) > 0 for w, c in pairs)
     assert len(out[2].split()) == 2
     assert out[3].startswith("error: unknown or unavailable mode bogus")
     nm = subprocess.run(["nm", str(exe)], capture_output=True, text=True).stdout
