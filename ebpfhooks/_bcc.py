@@ -447,16 +447,42 @@ def _attach_xdp_netlink(fn: Any, interface: str, mode_flags: int, what: str) -> 
             "native (drv) mode needs driver support; try mode skb (generic)",
         ) from err
 
+    record = _record_netlink_xdp(fn, interface)
+
     def detach() -> None:
         try:
             bcc.BPF.remove_xdp(dev, mode_flags)
         except Exception as err:
             code = _errno_now()
-            if code in (_errno.ENODEV, _errno.ENOENT):
-                return  # the interface is gone, and the program with it
-            raise AttachError(f"detaching {what} failed: {err}", errno=code or None) from err
+            if code not in (_errno.ENODEV, _errno.ENOENT):  # else the interface is gone
+                raise AttachError(f"detaching {what} failed: {err}",
+                                  errno=code or None) from err
+        if record is not None:
+            from ebpfhooks.cleanup import unrecord_xdp
+
+            unrecord_xdp(*record)
 
     return XdpAttachment("netlink", None, detach)
+
+
+def _record_netlink_xdp(fn: Any, interface: str) -> tuple[int, int] | None:
+    """Record a netlink XDP attach for ``ebpfhooks cleanup``; return (ifindex, prog_id)."""
+    import re
+    import socket
+
+    try:
+        with open(f"/proc/self/fdinfo/{int(fn.fd)}") as f:
+            m = re.search(r"^prog_id:\s*(\d+)", f.read(), re.M)
+        index = socket.if_nametoindex(interface)
+    except (OSError, TypeError, ValueError):
+        return None
+    if m is None:
+        return None
+    from ebpfhooks.cleanup import record_xdp
+
+    record_xdp(index, int(m.group(1)), str(getattr(fn, "name", b""), "utf-8", "replace")
+               if isinstance(getattr(fn, "name", None), bytes) else "")
+    return index, int(m.group(1))
 
 
 def attach_raw_socket(bpf: Any, fn_name: str, interface: str, *, what: str) -> tuple[Detach, int]:

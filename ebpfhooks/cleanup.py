@@ -1,0 +1,542 @@
+"""Find and remove what dead processes left behind: tracefs probe events and XDP programs.
+
+ebpfhooks itself leaves nothing (links are detached on exit and on SIGTERM, and XDP
+goes through a kernel ``bpf_link`` on 5.9+ kernels, which the kernel detaches even
+after SIGKILL). Other processes do: bcc leaves ``p_..._bcc_<pid>`` events in
+``kprobe_events``/``uprobe_events`` when killed, and its netlink XDP attach stays on
+the interface after exit. This module finds them and removes only what provably
+belongs to nobody alive::
+
+    from ebpfhooks import cleanup
+    report = cleanup.find()                 # read-only
+    for item in report.stale:
+        print(item)
+    cleanup.clean()                         # remove what find() called stale
+
+The rules (see docs/lifetimes.md):
+
+* A tracefs event is stale when its name carries bcc's owner marker ``_bcc_<pid>``
+  and no process ``<pid>`` exists. The kernel refuses (EBUSY) to remove an event
+  that is still in use, which also protects processes in other pid namespaces;
+  such events are reported as kept.
+* An XDP program is stale only when (1) ebpfhooks recorded its netlink attach
+  (in ``/run/ebpfhooks/xdp``, see :func:`record_xdp`) and the recording process
+  (pid *and* start time) is gone, or the caller named the interface explicitly;
+  and (2) no live process holds a file descriptor to the program or to a
+  ``bpf_link`` for it. Programs attached through a bpf_link are never stale.
+  Removal is atomic compare-and-detach (``XDP_FLAGS_REPLACE`` with the program
+  found), so a program attached meanwhile by someone else is never removed.
+
+Minimum kernel: 4.13 (XDP program ids); the atomic XDP detach needs 5.7.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as _errno
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ebpfhooks.errors import AttachError, EbpfHooksError, HookPermissionError
+
+__all__ = [
+    "CleanupReport",
+    "ProbeEvent",
+    "XdpProgram",
+    "clean",
+    "find",
+    "parse_ip_link_xdp",
+    "parse_probe_events",
+    "probe_events",
+    "record_xdp",
+    "unrecord_xdp",
+    "xdp_programs",
+]
+
+#: bcc's owner marker in event names: ``p_do_sys_openat2_bcc_1234``,
+#: ``p__bin_bash_0x1139_bcc_1234_on_readline`` (ebpfhooks adds the function name).
+_BCC_PID = re.compile(r"_bcc_([0-9]{1,10})(?=_|$)")
+_EVENT_LINE = re.compile(r"([pr]):([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)\s+(.*)\Z")
+#: ``ip -d link`` xdp mode -> (name, XDP_FLAGS_*_MODE)
+_XDP_MODES = {1: ("driver", 4), 2: ("generic", 2), 3: ("offload", 8)}
+_XDP_WORD = {"driver": "xdpdrv", "generic": "xdpgeneric", "offload": "xdpoffload"}
+
+
+def run_dir() -> Path:
+    """Where ebpfhooks records netlink XDP attaches (``EBPFHOOKS_RUN_DIR`` or /run/ebpfhooks)."""
+    return Path(os.environ.get("EBPFHOOKS_RUN_DIR") or "/run/ebpfhooks")
+
+
+@attrs.frozen
+class ProbeEvent:
+    """One line of ``kprobe_events``/``uprobe_events``.
+
+    ``owner_pid`` is the pid in bcc's ``_bcc_<pid>`` marker (None without one);
+    ``owner_alive`` whether that process exists.
+    """
+
+    file: str  # "kprobe_events" or "uprobe_events"
+    kind: str  # "p" (entry) or "r" (return)
+    group: str
+    event: str
+    target: str
+    owner_pid: int | None
+    owner_alive: bool = True
+
+    @property
+    def stale(self) -> bool:
+        """bcc-marked and its owner is gone."""
+        return self.owner_pid is not None and not self.owner_alive
+
+    def __str__(self) -> str:
+        owner = ("no owner marker" if self.owner_pid is None else
+                 f"pid {self.owner_pid} {'alive' if self.owner_alive else 'gone'}")
+        return f"{self.file}: {self.group}/{self.event} ({self.target}; {owner})"
+
+
+def _pid_alive(pid: int) -> bool:
+    return pid > 0 and os.path.exists(f"/proc/{pid}")
+
+
+def parse_probe_events(text: str, file: str) -> list[ProbeEvent]:
+    """Parse ``kprobe_events``/``uprobe_events`` text (no liveness check: all alive).
+
+    >>> parse_probe_events("p:kprobes/p_vfs_read_bcc_42 vfs_read\\n", "kprobe_events")[0].owner_pid
+    42
+
+    Lines that are not ``p:GROUP/EVENT TARGET`` or ``r...`` are skipped.
+    """
+    events = []
+    for line in text.splitlines():
+        m = _EVENT_LINE.match(line.strip())
+        if m is None:
+            continue
+        kind, group, event, target = m.groups()
+        pids = _BCC_PID.findall(event)
+        events.append(ProbeEvent(file, kind, group, event, target.strip(),
+                                 int(pids[-1]) if pids else None))
+    return events
+
+
+def probe_events() -> list[ProbeEvent]:
+    """Every kprobe/uprobe event in tracefs, with its owner's liveness.
+
+    Raises :class:`ebpfhooks.TracefsNotMountedError` when tracefs is not mounted.
+    """
+    from ebpfhooks.kernel.tracefs import tracefs_root
+
+    root = tracefs_root()
+    found: list[ProbeEvent] = []
+    for file in ("kprobe_events", "uprobe_events"):
+        try:
+            text = (root / file).read_text()
+        except FileNotFoundError:
+            continue  # the kernel has no such events (no CONFIG_KPROBE_EVENTS)
+        except PermissionError as err:
+            raise HookPermissionError(
+                f"reading {root / file} needs root (CAP_SYS_ADMIN); run ebpfhooks cleanup "
+                "as root", capability="CAP_SYS_ADMIN") from err
+        for ev in parse_probe_events(text, file):
+            if ev.owner_pid is not None:
+                ev = attrs.evolve(ev, owner_alive=_pid_alive(ev.owner_pid))
+            found.append(ev)
+    return found
+
+
+@attrs.frozen
+class XdpProgram:
+    """An XDP program on an interface of this network namespace.
+
+    ``via_link`` is True when a ``bpf_link`` holds it (the kernel will detach it when
+    the link's last fd closes: never stale); ``holders`` are the live pids holding an fd
+    to the program or its link; ``recorded_by`` the (pid, start time) ebpfhooks recorded
+    at its netlink attach, when it did; ``explicit`` whether the caller named the
+    interface (permission to remove programs nobody recorded).
+    """
+
+    interface: str
+    ifindex: int
+    prog_id: int
+    name: str
+    mode: str  # "driver", "generic" or "offload"
+    via_link: bool = False
+    holders: tuple[int, ...] = ()
+    recorded_by: tuple[int, int] | None = None
+    recorder_alive: bool = False
+    explicit: bool = False
+
+    @property
+    def stale(self) -> bool:
+        """Nobody alive owns it and either ebpfhooks recorded it or the caller named it."""
+        if self.via_link or self.holders:
+            return False
+        if self.recorded_by is not None and not self.recorder_alive:
+            return True
+        return self.explicit and not self.recorder_alive
+
+    def why(self) -> str:
+        """Why it is (or is not) stale, in words."""
+        if self.via_link:
+            return "held by a bpf_link: the kernel detaches it when its owner exits"
+        if self.holders:
+            return "in use by live pid " + ", ".join(map(str, self.holders))
+        if self.recorded_by is not None:
+            pid = self.recorded_by[0]
+            return (f"attached by ebpfhooks pid {pid}, still running" if self.recorder_alive
+                    else f"attached by ebpfhooks pid {pid}, which is gone")
+        if self.explicit:
+            return "no process holds it and the interface was named explicitly"
+        return ("no process holds it, but nothing says who attached it (bcc netlink, or "
+                "`ip link set ... xdp obj` on purpose?): name the interface to remove it")
+
+    def __str__(self) -> str:
+        return (f"xdp on {self.interface} ({self.mode}): prog {self.prog_id} "
+                f"{self.name or '(unnamed)'} - {self.why()}")
+
+
+def parse_ip_link_xdp(ip_json: str) -> list[tuple[str, int, int, str, str]]:
+    """``(interface, ifindex, prog_id, prog_name, mode)`` for every XDP program in
+    ``ip -details -json link show`` output.
+
+    >>> parse_ip_link_xdp('[{"ifindex": 3, "ifname": "v0", "xdp": {"mode": 2, '
+    ...                   '"prog": {"id": 9, "name": "f"}}}]')
+    [('v0', 3, 9, 'f', 'generic')]
+
+    Raises :class:`ebpfhooks.kernel.netdev.IpCommandError` when it is not that JSON.
+    """
+    from ebpfhooks.kernel.netdev import IpCommandError
+
+    try:
+        data: Any = json.loads(ip_json)
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise IpCommandError(
+            f"expected JSON from `ip -details -json link show`, got {ip_json[:80]!r}") from err
+    if not isinstance(data, list):
+        raise IpCommandError(f"expected a JSON list of interfaces, got {ip_json[:80]!r}")
+    out = []
+    for link in data:
+        if not isinstance(link, dict) or not isinstance(link.get("xdp"), dict):
+            continue
+        xdp = link["xdp"]
+        entries = [xdp] if isinstance(xdp.get("prog"), dict) else []
+        entries += [a for a in xdp.get("attached", []) or [] if isinstance(a, dict)]
+        seen = set()
+        for entry in entries:
+            prog = entry.get("prog")
+            mode = entry.get("mode")
+            if not isinstance(prog, dict) or not isinstance(prog.get("id"), int):
+                continue
+            if mode not in _XDP_MODES or (prog["id"], mode) in seen:
+                continue
+            seen.add((prog["id"], mode))
+            out.append((str(link.get("ifname", "")), int(link.get("ifindex", 0) or 0),
+                        int(prog["id"]), str(prog.get("name", "")), _XDP_MODES[mode][0]))
+    return out
+
+
+def _bpf_fd_holders() -> tuple[dict[int, set[int]], set[int]]:
+    """({prog_id: {pid, ...}}, {prog ids held by a bpf_link}) from /proc/*/fdinfo."""
+    holders: dict[int, set[int]] = {}
+    linked: set[int] = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue  # gone, or not ours to read
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target not in ("anon_inode:bpf-prog", "anon_inode:bpf_link"):
+                    continue
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                    info = f.read()
+            except OSError:
+                continue
+            m = re.search(r"^prog_id:\s*(\d+)", info, re.M)
+            if m is None:
+                continue
+            prog_id = int(m.group(1))
+            if target == "anon_inode:bpf_link":
+                linked.add(prog_id)
+            holders.setdefault(prog_id, set()).add(pid)
+    return holders, linked
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    try:
+        return int(fields[19])  # field 22 (starttime), counted after "pid (comm)"
+    except (IndexError, ValueError):
+        return None
+
+
+def _records() -> dict[tuple[int, int], tuple[int, int]]:
+    """{(ifindex, prog_id): (pid, start time)} from the run directory."""
+    out: dict[tuple[int, int], tuple[int, int]] = {}
+    try:
+        files = list((run_dir() / "xdp").glob("*.json"))
+    except OSError:
+        return out
+    for path in files:
+        try:
+            rec = json.loads(path.read_text())
+            out[(int(rec["ifindex"]), int(rec["prog_id"]))] = (int(rec["pid"]),
+                                                               int(rec["start_time"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def _record_path(ifindex: int, prog_id: int) -> Path:
+    return run_dir() / "xdp" / f"{ifindex}.{prog_id}.json"
+
+
+def record_xdp(ifindex: int, prog_id: int, name: str) -> None:
+    """Record that this process attached XDP program ``prog_id`` by netlink (best effort).
+
+    Called by the bcc adapter; the record lets :func:`clean` remove the program
+    without an explicit interface once this process is gone.
+    """
+    start = _start_time(os.getpid())
+    if start is None:
+        return
+    path = _record_path(ifindex, prog_id)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(json.dumps({"ifindex": ifindex, "prog_id": prog_id, "name": name,
+                                    "pid": os.getpid(), "start_time": start}))
+
+
+def unrecord_xdp(ifindex: int, prog_id: int) -> None:
+    """Forget a record made by :func:`record_xdp` (after detach)."""
+    with contextlib.suppress(OSError):
+        _record_path(ifindex, prog_id).unlink()
+
+
+def _ip_link_json() -> str:
+    from ebpfhooks.kernel.netdev import IpCommandError
+
+    argv = ["ip", "-details", "-json", "link", "show"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except FileNotFoundError as err:
+        raise IpCommandError("the `ip` command (iproute2) is not installed; install iproute2 "
+                             "to list XDP programs") from err
+    if proc.returncode != 0:
+        raise IpCommandError(f"`{' '.join(argv)}` failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def xdp_programs(explicit: Iterable[str] = ()) -> list[XdpProgram]:
+    """Every XDP program on the interfaces of this network namespace, with ownership facts.
+
+    ``explicit`` names interfaces whose unrecorded, unheld programs count as stale.
+
+    Raises :class:`ebpfhooks.InterfaceNotFoundError` for an explicit interface that
+    does not exist, and ``IpCommandError`` without iproute2.
+    """
+    from ebpfhooks.kernel.netdev import ifindex
+
+    named = set(explicit)
+    for name in named:
+        ifindex(name)  # typed error with close matches
+    holders, linked = _bpf_fd_holders()
+    records = _records()
+    out = []
+    for iface, index, prog_id, name, mode in parse_ip_link_xdp(_ip_link_json()):
+        rec = records.get((index, prog_id))
+        alive = rec is not None and _start_time(rec[0]) == rec[1]
+        out.append(XdpProgram(iface, index, prog_id, name, mode, via_link=prog_id in linked,
+                              holders=tuple(sorted(holders.get(prog_id, ()))),
+                              recorded_by=rec, recorder_alive=alive,
+                              explicit=iface in named))
+    return out
+
+
+@attrs.frozen
+class CleanupReport:
+    """What :func:`find` saw and :func:`clean` did.
+
+    ``events``/``xdp``: everything found; ``removed``: what was removed (by
+    :func:`clean`); ``kept``: stale-looking items left with the reason (in use,
+    refused by the kernel); ``problems``: what could not be looked at.
+    """
+
+    events: tuple[ProbeEvent, ...] = ()
+    xdp: tuple[XdpProgram, ...] = ()
+    removed: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def stale(self) -> list[ProbeEvent | XdpProgram]:
+        """The items that would be (or were) removed."""
+        return [*(e for e in self.events if e.stale), *(x for x in self.xdp if x.stale)]
+
+    def lines(self) -> list[str]:
+        """Human-readable report lines."""
+        out = [f"removed: {r}" for r in self.removed]
+        out += [f"kept:    {k}" for k in self.kept]
+        if not self.removed:
+            out += [f"stale:   {s}" for s in self.stale]
+        out += [f"problem: {p}" for p in self.problems]
+        return out or ["nothing left behind"]
+
+
+def find(xdp_interfaces: Sequence[str] = ()) -> CleanupReport:
+    """Look for leftovers without changing anything.
+
+    >>> from ebpfhooks import cleanup
+    >>> print("\\n".join(cleanup.find().lines()))  # doctest: +SKIP
+    nothing left behind
+    """
+    problems: list[str] = []
+    events: list[ProbeEvent] = []
+    xdp: list[XdpProgram] = []
+    try:
+        events = probe_events()
+    except EbpfHooksError as err:
+        problems.append(f"tracefs events: {err}")
+    try:
+        xdp = xdp_programs(xdp_interfaces)
+    except (EbpfHooksError, OSError) as err:
+        if isinstance(err, LookupError):
+            raise
+        problems.append(f"XDP programs: {err}")
+    return CleanupReport(tuple(events), tuple(xdp), problems=tuple(problems))
+
+
+def _remove_event(ev: ProbeEvent) -> None:
+    from ebpfhooks.kernel.tracefs import tracefs_root
+
+    line = f"-:{ev.group}/{ev.event}\n"
+    # the group and event names come from the kernel's own file, matched by _EVENT_LINE
+    fd = os.open(tracefs_root() / ev.file, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def _libbpf() -> Any:
+    import ctypes
+
+    try:
+        return ctypes.CDLL("libbpf.so.1", use_errno=True)
+    except OSError:
+        return None
+
+
+def _remove_xdp(prog: XdpProgram) -> None:
+    """Detach ``prog`` only if it is still the program on the interface (atomic)."""
+    import ctypes
+
+    flags = {name: flag for name, flag in _XDP_MODES.values()}[prog.mode]
+    lib = _libbpf()
+    if lib is not None and hasattr(lib, "bpf_xdp_detach"):
+        prog_fd = lib.bpf_prog_get_fd_by_id(ctypes.c_uint32(prog.prog_id))
+        if prog_fd < 0:
+            code = ctypes.get_errno() or -prog_fd
+            if code == _errno.ENOENT:
+                return  # already gone
+            raise AttachError(f"cannot open XDP program {prog.prog_id}: {os.strerror(code)}",
+                              errno=code)
+        try:
+            class _Opts(ctypes.Structure):  # struct bpf_xdp_attach_opts
+                _fields_ = [("sz", ctypes.c_size_t), ("old_prog_fd", ctypes.c_int),
+                            ("_pad", ctypes.c_int)]
+
+            opts = _Opts(ctypes.sizeof(_Opts), prog_fd, 0)
+            rc = lib.bpf_xdp_detach(ctypes.c_int(prog.ifindex), ctypes.c_uint32(flags),
+                                    ctypes.byref(opts))
+            if rc < 0:
+                code = ctypes.get_errno() or -rc
+                raise AttachError(
+                    f"removing XDP program {prog.prog_id} from {prog.interface} failed: "
+                    f"{os.strerror(code)} (replaced meanwhile, or held by a bpf_link)",
+                    errno=code)
+        finally:
+            os.close(prog_fd)
+        return
+    # without libbpf: check the id just before removing (a small window remains)
+    current = [p for p in parse_ip_link_xdp(_ip_link_json())
+               if p[1] == prog.ifindex and p[2] == prog.prog_id and p[4] == prog.mode]
+    if not current:
+        return
+    subprocess.run(["ip", "link", "set", "dev", prog.interface, _XDP_WORD[prog.mode], "off"],
+                   check=True, capture_output=True)
+
+
+def clean(xdp_interfaces: Sequence[str] = (), *, dry_run: bool = False) -> CleanupReport:
+    """Remove stale tracefs events and XDP programs; return what was done.
+
+    ``xdp_interfaces`` names interfaces whose unrecorded XDP programs may be
+    removed (still only when no live process holds them). With ``dry_run`` nothing
+    is changed (same as :func:`find`).
+
+    >>> cleanup.clean(["veth0"])  # doctest: +SKIP
+    CleanupReport(..., removed=('xdp on veth0 (generic): prog 42 ...',), ...)
+
+    Raises :class:`ebpfhooks.HookPermissionError` without root.
+    """
+    report = find(xdp_interfaces)
+    if dry_run:
+        return report
+    removed: list[str] = []
+    kept: list[str] = []
+    problems = list(report.problems)
+    for ev in report.events:
+        if not ev.stale:
+            continue
+        try:
+            _remove_event(ev)
+            removed.append(str(ev))
+        except OSError as err:
+            if err.errno == _errno.EBUSY:
+                kept.append(f"{ev}: in use (a process, maybe in another pid namespace, "
+                            "still has it open)")
+            elif err.errno == _errno.ENOENT:
+                continue  # removed meanwhile
+            elif err.errno in (_errno.EPERM, _errno.EACCES):
+                raise HookPermissionError(
+                    f"removing {ev.group}/{ev.event} from {ev.file} needs root "
+                    "(CAP_SYS_ADMIN)", capability="CAP_SYS_ADMIN") from err
+            else:
+                problems.append(f"{ev}: {os.strerror(err.errno or 0)}")
+    for prog in report.xdp:
+        if not prog.stale:
+            if prog.explicit:
+                kept.append(str(prog))
+            continue
+        try:
+            _remove_xdp(prog)
+            unrecord_xdp(prog.ifindex, prog.prog_id)
+            removed.append(str(prog))
+        except (AttachError, subprocess.CalledProcessError) as err:
+            if isinstance(err, AttachError) and err.errno in (_errno.EPERM, _errno.EACCES):
+                raise HookPermissionError(
+                    f"removing XDP from {prog.interface} needs root (CAP_NET_ADMIN and "
+                    "CAP_SYS_ADMIN)", capability="CAP_NET_ADMIN") from err
+            kept.append(f"{prog}: {err}")
+    # forget records whose program is no longer on its interface
+    present = {(p.ifindex, p.prog_id) for p in report.xdp}
+    if not report.problems:
+        for key, (pid, start) in _records().items():
+            if key not in present and _start_time(pid) != start:
+                unrecord_xdp(*key)
+    return attrs.evolve(report, removed=tuple(removed), kept=tuple(kept),
+                        problems=tuple(problems))
