@@ -126,6 +126,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _setup_suggest(p: argparse.ArgumentParser) -> None:
     p.add_argument("word", help="what to observe, e.g. execve, openat, tcp_connect")
+    p.add_argument("--chain", action="store_true",
+                   help="print a ready-to-paste fallback chain (stable tracepoint first)")
     _json_flag(p)
 
 
@@ -138,6 +140,13 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     s = suggest(args.word)
     if args.json:
         _dump(s.to_dict())
+        return 0
+    if args.chain:
+        chain = s.chain()
+        if chain is None:
+            print(f"ebpfhooks: error: {s.reason}", file=sys.stderr)
+            return 1
+        print(chain)
         return 0
     width = max((len(c.spec) for c in s.candidates), default=10)
     print(f"{'HOOK':<{width}}  {'STABLE':<6}  {'HERE':<4}  WHY")
@@ -266,7 +275,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
     summary = trace(args.specs, duration=args.duration, pid=args.pid,
                     on_update=None if args.json else live_printer(sys.stdout, args.top),
-                    on_ready=ready, include_unsupported=args.include_unsupported)
+                    on_ready=ready, include_unsupported=args.include_unsupported,
+                    on_note=_note)
     if args.json:
         _dump(summary.to_dict())
     else:

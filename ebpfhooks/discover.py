@@ -1049,8 +1049,34 @@ class Suggestion:
     def to_dict(self) -> dict[str, Any]:
         """The suggestion as JSON-ready data."""
         return {"word": self.word, "recommended": self.recommended, "reason": self.reason,
+                "chain": self.chain(),
                 "candidates": [c.to_dict() for c in self.candidates], "more": self.more,
                 "notes": self.notes}
+
+    def chain(self) -> str | None:
+        """A fallback chain to paste into ``first_of``/``trace``, ordered by the seed's rule.
+
+        >>> suggest("execve").chain()  # doctest: +SKIP
+        'tracepoint:syscalls:sys_enter_execve | kprobe:__x64_sys_execve | ...'
+
+        The recommended stable tracepoint first, then the kernel function itself, its
+        syscall wrapper and ``do_``/``__`` variants and its compiler clones
+        (``.isra.N``...) as kprobes: on a kernel where one is missing or renamed, the
+        chain falls through to the next. ``None`` when nothing observes the word.
+        """
+        parts: list[str] = []
+        if self.recommended and self.recommended.startswith("tracepoint:"):
+            parts.append(self.recommended)
+        for c in self.candidates:
+            if c.kind != "kprobe":
+                continue
+            name = c.spec.split(":", 1)[1]
+            if (_func_rank(self.word, name)[0] <= 2 or name == f"__{self.word}"
+                    or name.startswith(f"{self.word}.")):
+                parts.append(c.spec)
+        if self.recommended and self.recommended not in parts:
+            parts.append(self.recommended)
+        return " | ".join(dict.fromkeys(parts)) or None
 
 
 #: Kernel functions whose stable replacement is not named after them (domain knowledge).

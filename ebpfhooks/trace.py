@@ -215,13 +215,24 @@ class TraceSummary:
         return "\n".join(lines)
 
 
-def _prepare(specs: Sequence[str], include_unsupported: bool = False) -> list[Hook]:
+def _prepare(specs: Sequence[str], include_unsupported: bool = False,
+             on_note: Callable[[str], None] | None = None) -> list[Hook]:
+    from ebpfhooks.chain import first_of
     from ebpfhooks.discover import expand
 
     hooks: list[Hook] = []
     seen: set[Hook] = set()
     for spec in specs:
-        for hook in expand(spec, include_unsupported=include_unsupported):
+        if "|" in spec:  # a fallback chain: the first alternative that works here
+            choice = first_of(spec).choose()
+            if on_note is not None:
+                for skipped, why in choice.passed_over:
+                    on_note(f"{skipped} passed over: {str(why).splitlines()[0]}")
+                on_note(f"chain {spec!r}: using {choice.hook}")
+            expanded: Sequence[Hook] = [choice.hook]
+        else:
+            expanded = expand(spec, include_unsupported=include_unsupported)
+        for hook in expanded:
             if hook not in seen:
                 seen.add(hook)
                 hooks.append(hook)
@@ -267,8 +278,13 @@ def trace(
     on_update: Callable[[TraceSummary], None] | None = None,
     on_ready: Callable[[list[Hook]], None] | None = None,
     include_unsupported: bool = False,
+    on_note: Callable[[str], None] | None = None,
 ) -> TraceSummary:
     """Attach a counting program to every hook of ``specs`` (wildcards expanded) and count.
+
+    A spec holding ``|`` is a fallback chain (:func:`ebpfhooks.first_of`): its first
+    alternative that works here is traced, and ``on_note`` hears which and why the
+    others were passed over.
 
     Runs for ``duration`` seconds (``None``: until Ctrl-C), calling ``on_update`` with
     the counts so far every ``interval`` seconds and ``on_ready`` once attached;
@@ -290,7 +306,7 @@ def trace(
         if not proc.exists():
             raise ProcessNotFoundError(str(pid), where="/proc",
                                        hint="check the pid with: ps -p PID")
-    hooks = _prepare(specs, include_unsupported)
+    hooks = _prepare(specs, include_unsupported, on_note)
     from ebpfhooks import _bcc
     from ebpfhooks.hooks.base import LinkGroup, Program
 

@@ -150,3 +150,41 @@ def test_live_optional_group_skips_missing_hooks(bpf: Any, counters: Counters) -
     with pytest.raises(ebpfhooks.TracepointNotFoundError):
         ebpfhooks.attach_all(["tracepoint:syscalls:sys_enter_getppid",
                               f"tracepoint:syscalls:sys_enter_{missing}"], bpf, "on_getppid")
+
+
+def test_suggest_chain_orders_stable_first() -> None:
+    from ebpfhooks.discover import suggest
+
+    chain = suggest("execve").chain()
+    assert chain is not None
+    parts = [p.strip() for p in chain.split("|")]
+    assert parts[0] == "tracepoint:syscalls:sys_enter_execve"
+    assert any(p.startswith("kprobe:") and p.endswith("sys_execve") for p in parts[1:])
+    assert ebpfhooks.first_of(chain).choose().hook == Hook.from_spec(parts[0])
+
+
+def test_cli_suggest_chain_is_ready_to_paste() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "ebpfhooks", "suggest", "openat", "--chain"],
+                         capture_output=True, text=True, check=True)
+    line = out.stdout.strip()
+    assert line.startswith("tracepoint:syscalls:sys_enter_openat | kprobe:")
+    assert str(ebpfhooks.first_of(line)) == line
+
+
+@pytest.mark.live
+def test_cli_trace_takes_a_chain(live: None) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "ebpfhooks", "trace", "--duration", "1",
+         "kprobe:do_sys_openat2 | tracepoint:syscalls:sys_enter_openat"],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    expected = ("kprobe:do_sys_openat2" if features.kprobes().status is FeatureStatus.YES
+                else "tracepoint:syscalls:sys_enter_openat")
+    assert f"using {expected}" in out.stderr
+    assert expected in out.stdout

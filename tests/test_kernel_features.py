@@ -108,8 +108,8 @@ def test_kprobes_no_names_both_places_and_config(monkeypatch, tmp_path):
     f = F.kprobes()
     assert f.status is FeatureStatus.NO
     assert f.reason == (
-        f"no {tmp_path}/pmu/kprobe and no kprobe_events in tracefs (/t/kprobe_events); "
-        "CONFIG_KPROBES is not set in the kernel config: the kernel lacks CONFIG_KPROBES"
+        f"no kprobe PMU in {tmp_path}/pmu, no /t/kprobe_events, "
+        "and CONFIG_KPROBES is not set in /proc/config.gz"
     )
     assert f.fix is not None and "CONFIG_KPROBES=y" in f.fix and "tracepoint" in f.fix
 

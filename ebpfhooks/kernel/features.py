@@ -314,13 +314,11 @@ def _probe_event_kind(
                 FeatureStatus.YES,
                 f"{config_key}=y in the kernel config ({pmu_path} missing, {where})",
             )
-        config_note = f"; {config_key} is not set in the kernel config"
-    base = f"no {pmu_path} and no {events_file} in tracefs ({where})"
+        config_note = f", and {config_key} is not set in /proc/config.gz"
+    base = f"no {pmu} PMU in {PMU_DIR}, no {where}"
     if in_tracefs is False or config is not None or kernel_version() >= (4, 17, 0):
         # tracefs looked at, or the config says so, or the PMU (4.17+) would be there
-        return Feature(
-            feature, FeatureStatus.NO, f"{base}{config_note}: the kernel lacks {config_key}", fix
-        )
+        return Feature(feature, FeatureStatus.NO, f"{base}{config_note}", fix)
     return Feature(
         feature,
         FeatureStatus.UNKNOWN,
