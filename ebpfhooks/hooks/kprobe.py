@@ -127,7 +127,7 @@ class KernelFunctionHook(Hook):
                     name,
                     where="/proc/kallsyms" + (f" (module {self.module})" if self.module else ""),
                     candidates=[] if hint else ks.close_matches(name),
-                    hint=hint or "list kernel functions with: bpftrace -l 'kprobe:*PART*'",
+                    hint=hint or "list kernel functions with: ebpfhooks list --all 'kprobe:*PART*'",
                 )
             name, note = found
             entries = [e for e in ks.lookup(name) if e.is_function]

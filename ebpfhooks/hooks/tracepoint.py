@@ -77,7 +77,7 @@ class Tracepoint(Hook):
             wanted,
             where=f"{root}/events",
             candidates=[f"tracepoint:{c}" for c in candidates],
-            hint="list tracepoints with: bpftrace -l 'tracepoint:*PART*'",
+            hint="list tracepoints with: ebpfhooks list 'tracepoint:*PART*'",
         )
 
     def _attach_resolved(
@@ -159,7 +159,7 @@ class RawTracepoint(Hook):
                 entries = [e for e in entries if e.module == self.module]
             if entries:
                 return RawTracepointResolution(self, module=entries[0].module)
-        hint = "list raw tracepoints with: bpftrace -l 'rawtracepoint:*PART*'"
+        hint = "list raw tracepoints with: ebpfhooks list 'rawtracepoint:*PART*'"
         if self.event.startswith(("sys_enter_", "sys_exit_")):
             hint = ("per-syscall events are not raw tracepoints: use rawtracepoint:sys_enter "
                     "(args[1] is the syscall number) or tracepoint:syscalls:" + self.event)
