@@ -17,22 +17,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "AddressNotExecutableError",
     "AmbiguousSymbolError",
     "AttachError",
     "BccNotFoundError",
     "BinaryNotFoundError",
     "EbpfHooksError",
+    "ElfFormatError",
     "HookNotFoundError",
     "HookPermissionError",
     "ImportedSymbolError",
     "InterfaceNotFoundError",
+    "IpCommandError",
+    "KallsymsFormatError",
+    "LdCacheFormatError",
     "LibraryNotFoundError",
     "NotAnElfError",
     "NotSupportedError",
+    "OffsetOutOfRangeError",
     "ProcessNotFoundError",
     "ProgramError",
     "SpecError",
     "SymbolNotFoundError",
+    "TracefsFormatError",
     "TracefsNotMountedError",
     "TracepointNotFoundError",
     "WrongArchitectureError",
@@ -234,3 +241,62 @@ class ProgramError(EbpfHooksError, LookupError):
 
 class BccNotFoundError(EbpfHooksError, ImportError):
     """bcc's Python module cannot be imported."""
+
+
+class OffsetOutOfRangeError(EbpfHooksError, ValueError):
+    """``sym+off`` with ``off`` negative or not inside the symbol's size."""
+
+
+class AddressNotExecutableError(EbpfHooksError, ValueError):
+    """An address or file offset outside every executable PT_LOAD segment of the file."""
+
+
+class ElfFormatError(NotAnElfError):
+    """An ELF file whose header is valid but whose tables are not (truncated or corrupt)."""
+
+
+class LdCacheFormatError(EbpfHooksError, ValueError):
+    """``/etc/ld.so.cache`` bytes that are not a (complete) ld.so.cache.
+
+    >>> str(LdCacheFormatError("ld.so.cache: truncated"))
+    'ld.so.cache: truncated'
+    """
+
+
+class TracefsFormatError(EbpfHooksError, ValueError):
+    """Text from tracefs (a ``format`` file, ``available_events``) that cannot be parsed.
+
+    ``source`` names what was parsed and ``line`` the 1-based line at fault (or ``None``).
+
+    >>> str(TracefsFormatError("expected 'ID: N'", source="format", line=2))
+    "format, line 2: expected 'ID: N'"
+    """
+
+    def __init__(self, message: str, *, source: str, line: int | None = None) -> None:
+        self.source = source
+        self.line = line
+        where = source if line is None else f"{source}, line {line}"
+        super().__init__(f"{where}: {message}")
+
+
+class KallsymsFormatError(EbpfHooksError, ValueError):
+    """A line of kallsyms text that is not ``ADDRESS TYPE NAME [\\t[MODULE]]``.
+
+    >>> KallsymsFormatError("expected a hexadecimal address", line=1).line
+    1
+    """
+
+    def __init__(self, message: str, *, line: int) -> None:
+        self.line = line
+        super().__init__(f"kallsyms line {line}: {message}")
+
+
+class IpCommandError(EbpfHooksError, OSError):
+    """``ip`` (iproute2) is missing or printed something that is not its JSON.
+
+    >>> str(IpCommandError("ip failed"))
+    'ip failed'
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0])

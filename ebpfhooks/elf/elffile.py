@@ -256,8 +256,15 @@ class ElfFile:
 
     def __init__(self, name: str, read: Reader, file_size: int) -> None:
         self.name = name
-        self._read = read
         self.file_size = file_size
+
+        def bounded(offset: int, size: int) -> bytes:
+            # header fields are untrusted: never read (or allocate) past the end of the file
+            if offset < 0 or size <= 0 or offset >= file_size:
+                return b""
+            return read(offset, min(size, file_size - offset))
+
+        self._read: Reader = bounded
         self.header = parse_elf_header(read(0, 64), name)
         self._sections: list[Section] | None = None
         self._segments: list[Segment] | None = None

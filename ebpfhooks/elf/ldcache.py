@@ -25,6 +25,7 @@ import struct
 from typing import NamedTuple
 
 from ebpfhooks.elf.elffile import host_machine
+from ebpfhooks.errors import LdCacheFormatError
 
 __all__ = [
     "ARCH_FLAGS",
@@ -85,13 +86,13 @@ def _cstr(data: bytes, offset: int) -> str:
 
 def _parse_new(data: bytes, base: int) -> list[LdCacheEntry]:
     if len(data) < base + 48:
-        raise ValueError("ld.so.cache: new-format header is truncated")
+        raise LdCacheFormatError("ld.so.cache: new-format header is truncated")
     (nlibs,) = struct.unpack_from("<I", data, base + 20)
     out = []
     for i in range(nlibs):
         pos = base + 48 + 24 * i
         if pos + 24 > len(data):
-            raise ValueError(f"ld.so.cache: entry {i} of {nlibs} is truncated")
+            raise LdCacheFormatError(f"ld.so.cache: entry {i} of {nlibs} is truncated")
         flags, key, value, _osv, hwcap = struct.unpack_from("<iIIIQ", data, pos)
         out.append(LdCacheEntry(_cstr(data, base + key), _cstr(data, base + value), flags, hwcap))
     return out
@@ -108,29 +109,31 @@ def parse_ld_so_cache(data: bytes) -> list[LdCacheEntry]:
     >>> parse_ld_so_cache(b"garbage")
     Traceback (most recent call last):
     ...
-    ValueError: ld.so.cache: unknown format (starts with b'garbage'), expected ...
+    ebpfhooks.errors.LdCacheFormatError: ld.so.cache: unknown format (starts with ...
 
-    Raises ``ValueError`` on an unknown magic or truncated data.
+    Raises :class:`~ebpfhooks.errors.LdCacheFormatError` (a ``ValueError``) on an
+    unknown magic or truncated data.
     """
     if data.startswith(NEW_MAGIC):
         return _parse_new(data, 0)
     if data.startswith(OLD_MAGIC):
         if len(data) < 16:
-            raise ValueError("ld.so.cache: old-format header is truncated")
+            raise LdCacheFormatError("ld.so.cache: old-format header is truncated")
         (nlibs,) = struct.unpack_from("<I", data, 12)
         strings = 16 + 12 * nlibs
         new_at = (strings + 7) & ~7
         if data[new_at:new_at + len(NEW_MAGIC)] == NEW_MAGIC:
             return _parse_new(data, new_at)
         if strings > len(data):
-            raise ValueError(f"ld.so.cache: {nlibs} old-format entries do not fit in the file")
+            raise LdCacheFormatError(
+                f"ld.so.cache: {nlibs} old-format entries do not fit in the file")
         out = []
         for i in range(nlibs):
             flags, key, value = struct.unpack_from("<iII", data, 16 + 12 * i)
             out.append(LdCacheEntry(_cstr(data, strings + key), _cstr(data, strings + value),
                                     flags))
         return out
-    raise ValueError(
+    raise LdCacheFormatError(
         f"ld.so.cache: unknown format (starts with {data[:20]!r}), expected {NEW_MAGIC!r} "
         f"or {OLD_MAGIC!r}; regenerate it with ldconfig"
     )
@@ -189,7 +192,8 @@ def find_in_ld_so_cache(data: bytes, name: str,
     >>> find_in_ld_so_cache(data, "c")[0].name  # doctest: +SKIP
     'libc.so.6'
 
-    Raises ``ValueError`` on an unknown format or truncated data.
+    Raises :class:`~ebpfhooks.errors.LdCacheFormatError` (a ``ValueError``) on an
+    unknown format or truncated data.
     """
     if data.startswith(OLD_MAGIC) and len(data) >= 16:
         (nold,) = struct.unpack_from("<I", data, 12)
@@ -201,12 +205,12 @@ def find_in_ld_so_cache(data: bytes, name: str,
     else:
         return lookup_library(parse_ld_so_cache(data), name, machine)
     if len(data) < new_at + 48:
-        raise ValueError("ld.so.cache: new-format header is truncated")
+        raise LdCacheFormatError("ld.so.cache: new-format header is truncated")
     (nlibs,) = struct.unpack_from("<I", data, new_at + 20)
     start = new_at + 48
     end = start + 24 * nlibs
     if end > len(data):
-        raise ValueError(f"ld.so.cache: {nlibs} entries do not fit in the file")
+        raise LdCacheFormatError(f"ld.so.cache: {nlibs} entries do not fit in the file")
     prefix = (name if name.startswith("lib") else "lib" + name).encode()
     exact = name.encode() + b"\0"
     hits = []

@@ -30,7 +30,11 @@ from pathlib import Path
 import attrs
 
 from ebpfhooks._util import close_matches as _close_matches
-from ebpfhooks.errors import EbpfHooksError, HookPermissionError, SymbolNotFoundError
+from ebpfhooks.errors import (
+    HookPermissionError,
+    KallsymsFormatError,
+    SymbolNotFoundError,
+)
 
 __all__ = [
     "KALLSYMS_FILE",
@@ -76,19 +80,6 @@ _VARIANT_SUFFIX = re.compile(
 _PADDING_PREFIX = "__pfx_"
 
 
-class KallsymsFormatError(EbpfHooksError, ValueError):
-    """A line of kallsyms text that is not ``ADDRESS TYPE NAME [\\t[MODULE]]``.
-
-    >>> try:
-    ...     parse_kallsyms("zzzz T foo\\n")
-    ... except KallsymsFormatError as err:
-    ...     err.line
-    1
-    """
-
-    def __init__(self, message: str, *, line: int) -> None:
-        self.line = line
-        super().__init__(f"kallsyms line {line}: {message}")
 
 
 @attrs.frozen

@@ -18,22 +18,13 @@ import subprocess
 from typing import Any
 
 from ebpfhooks._util import close_matches
-from ebpfhooks.errors import EbpfHooksError, InterfaceNotFoundError
+from ebpfhooks.errors import InterfaceNotFoundError, IpCommandError
 
 __all__ = ["IpCommandError", "ifindex", "interfaces", "parse_xdp_prog_id", "xdp_attached"]
 
 _WHERE = "this network namespace (ip link show)"
 
 
-class IpCommandError(EbpfHooksError, OSError):
-    """``ip`` (iproute2) is missing or printed something that is not its JSON.
-
-    >>> str(IpCommandError("ip failed"))
-    'ip failed'
-    """
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def interfaces() -> dict[str, int]:

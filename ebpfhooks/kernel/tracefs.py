@@ -28,6 +28,7 @@ from ebpfhooks.errors import (
     EbpfHooksError,
     HookPermissionError,
     SpecError,
+    TracefsFormatError,
     TracefsNotMountedError,
     TracepointNotFoundError,
 )
@@ -69,23 +70,6 @@ _MOUNT_HELP = (
 )
 
 
-class TracefsFormatError(EbpfHooksError, ValueError):
-    """Text from tracefs (a ``format`` file, ``available_events``) that cannot be parsed.
-
-    ``source`` names what was parsed and ``line`` the 1-based line at fault (or ``None``).
-
-    >>> try:
-    ...     parse_format("name: x\\nID: nope\\n")
-    ... except TracefsFormatError as err:
-    ...     err.line
-    2
-    """
-
-    def __init__(self, message: str, *, source: str, line: int | None = None) -> None:
-        self.source = source
-        self.line = line
-        where = source if line is None else f"{source}, line {line}"
-        super().__init__(f"{where}: {message}")
 
 
 # --------------------------------------------------------------------------- mounts
@@ -524,7 +508,7 @@ def parse_format(text: str) -> TracepointFormat:
                 name = line[len("name:"):].strip()
             elif line.startswith("ID:"):
                 raw = line[len("ID:"):].strip()
-                if not raw.isdigit():
+                if not (raw.isascii() and raw.isdigit()):
                     raise TracefsFormatError(
                         f"expected a decimal event ID after 'ID:', got {raw!r}",
                         source=source, line=number,
