@@ -23,7 +23,6 @@ __all__ = [
     "BccNotFoundError",
     "BinaryNotFoundError",
     "EbpfHooksError",
-    "ElfFormatError",
     "HookNotFoundError",
     "HookPermissionError",
     "ImportedSymbolError",
@@ -249,10 +248,6 @@ class OffsetOutOfRangeError(EbpfHooksError, ValueError):
 
 class AddressNotExecutableError(EbpfHooksError, ValueError):
     """An address or file offset outside every executable PT_LOAD segment of the file."""
-
-
-class ElfFormatError(NotAnElfError):
-    """An ELF file whose header is valid but whose tables are not (truncated or corrupt)."""
 
 
 class LdCacheFormatError(EbpfHooksError, ValueError):

@@ -10,7 +10,7 @@ replays them first.
 * kallsyms parser -> list[KSym] or KallsymsFormatError;
 * ld.so.cache parser -> entries or LdCacheFormatError;
 * ELF symbol reader on real ELF files truncated, with flipped bytes and with huge
-  counts/sizes -> symbols or NotAnElfError/WrongArchitectureError/ElfFormatError,
+  counts/sizes -> symbols or an EbpfHooksError (NotAnElfError, WrongArchitectureError),
   never an allocation larger than the file.
 """
 

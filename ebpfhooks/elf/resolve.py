@@ -38,6 +38,7 @@ from ebpfhooks.elf.symbols import ElfSymbol, SymbolIndex, split_version, unique
 from ebpfhooks.errors import (
     AmbiguousSymbolError,
     BinaryNotFoundError,
+    HookPermissionError,
     ImportedSymbolError,
     LibraryNotFoundError,
     NotAnElfError,
@@ -198,9 +199,27 @@ def resolve_binary(target: str, pid: int | None = None) -> pathlib.Path:
     :class:`~ebpfhooks.errors.BinaryNotFoundError` (no such file, a directory,
     a name found nowhere), :class:`~ebpfhooks.errors.LibraryNotFoundError` (a
     library name nothing provides), :class:`~ebpfhooks.errors.NotAnElfError`,
-    :class:`~ebpfhooks.errors.WrongArchitectureError`; ``PermissionError``
-    when the file or ``/proc/PID/maps`` cannot be read.
+    :class:`~ebpfhooks.errors.WrongArchitectureError`;
+    :class:`~ebpfhooks.errors.HookPermissionError` (a ``PermissionError``) naming
+    the capability when the file or ``/proc/PID/maps`` cannot be read.
     """
+    try:
+        return _resolve_binary(target, pid)
+    except HookPermissionError:
+        raise
+    except PermissionError as err:
+        if pid is not None and str(err.filename or "").startswith(f"/proc/{pid}/"):
+            raise HookPermissionError(
+                f"reading {err.filename} (to find {target!r} in process {pid}) was refused: "
+                "looking into another user's process needs CAP_SYS_PTRACE; run as root or "
+                "as the process's user", capability="CAP_SYS_PTRACE") from err
+        raise HookPermissionError(
+            f"reading {err.filename or target!r} was refused ({err.strerror}): a uprobe "
+            "target must be readable; run as root or grant CAP_DAC_READ_SEARCH",
+            capability="CAP_DAC_READ_SEARCH") from err
+
+
+def _resolve_binary(target: str, pid: int | None) -> pathlib.Path:
     if not target or "\0" in target:
         raise BinaryNotFoundError(target, where="the file system",
                                   hint="give a path, an executable name or a library name")
