@@ -51,6 +51,7 @@ __all__ = [
     "ProbeEvent",
     "XdpProgram",
     "clean",
+    "doctor_check",
     "find",
     "parse_ip_link_xdp",
     "parse_probe_events",
@@ -395,6 +396,48 @@ class CleanupReport:
             out += [f"stale:   {s}" for s in self.stale]
         out += [f"problem: {p}" for p in self.problems]
         return out or ["nothing left behind"]
+
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every event and XDP program found, what was removed and kept."""
+        return {
+            "events": [{**attrs.asdict(e), "stale": e.stale} for e in self.events],
+            "xdp": [{**attrs.asdict(x), "stale": x.stale, "why": x.why()} for x in self.xdp],
+            "removed": list(self.removed), "kept": list(self.kept),
+            "problems": list(self.problems),
+        }
+
+
+def doctor_check() -> Any:
+    """A doctor line: are stale tracefs events or ownerless XDP programs left on this system?
+
+    Returns a :class:`ebpfhooks.kernel.features.Feature` named ``no_leftovers``: YES when
+    nothing is left, NO listing what is (with the ``ebpfhooks cleanup`` command that
+    removes it), UNKNOWN when it cannot look (not root, no iproute2).
+    """
+    from ebpfhooks.kernel.features import Feature, FeatureStatus
+
+    try:
+        report = find()
+    except (EbpfHooksError, OSError) as err:
+        return Feature("no_leftovers", FeatureStatus.UNKNOWN, f"could not look: {err}", None)
+    if report.problems and not (report.events or report.xdp):
+        return Feature("no_leftovers", FeatureStatus.UNKNOWN,
+                       "could not look: " + "; ".join(report.problems),
+                       "run as root")
+    stale_events = [e for e in report.events if e.stale]
+    orphans = [x for x in report.xdp if not x.via_link and not x.holders
+               and not x.recorder_alive]
+    if not stale_events and not orphans:
+        return Feature("no_leftovers", FeatureStatus.YES,
+                       "no stale kprobe/uprobe events, no XDP program without a live owner",
+                       None)
+    items = [f"{e.group}/{e.event} (pid {e.owner_pid} gone)" for e in stale_events]
+    items += [f"XDP prog {x.prog_id} {x.name} on {x.interface} (no live owner)" for x in orphans]
+    named = sorted({x.interface for x in orphans if x.recorded_by is None})
+    fix = "ebpfhooks cleanup" + "".join(f" --xdp {n}" for n in named)
+    return Feature("no_leftovers", FeatureStatus.NO, "left by dead processes: " +
+                   ", ".join(items), fix)
 
 
 def find(xdp_interfaces: Sequence[str] = ()) -> CleanupReport:

@@ -231,6 +231,33 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- cleanup
+
+
+def _setup_cleanup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--xdp", metavar="IFACE", action="append", default=[],
+                   help="also remove an XDP program on IFACE that ebpfhooks did not record "
+                        "(e.g. left by bcc), if no live process holds it (repeatable)")
+    p.add_argument("--dry-run", "-n", action="store_true",
+                   help="only list what would be removed")
+    _json_flag(p)
+
+
+@command("cleanup", "remove kprobe/uprobe events and XDP programs left by dead processes",
+         _setup_cleanup, epilog="Never removes anything a live process holds; "
+         "see docs/lifetimes.md.")
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    """Remove (or with --dry-run list) the leftovers :mod:`ebpfhooks.cleanup` finds."""
+    from ebpfhooks.cleanup import clean
+
+    rep = clean(args.xdp, dry_run=args.dry_run)
+    if args.json:
+        _dump(rep.to_dict())
+    else:
+        print("\n".join(rep.lines()))
+    return 0
+
+
 # --------------------------------------------------------------------------- trace
 
 

@@ -221,6 +221,9 @@ def report(*, do_fix: bool = False) -> Report:
     if do_fix:
         fixed = fix() or ["nothing to fix: tracefs and debugfs were already mounted"]
     checks = features()
+    from ebpfhooks.cleanup import doctor_check  # stale tracefs events, orphaned netlink XDP
+
+    checks["no_leftovers"] = doctor_check()
     system = {"kernel": os.uname().release, "machine": os.uname().machine,
               "uid": str(os.geteuid())}
     return Report(checks, kinds(checks), system, fixed)

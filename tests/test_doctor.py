@@ -60,7 +60,7 @@ def test_doctor_on_this_machine(live: None) -> None:
     data = json.loads(subprocess.run([sys.executable, "-m", "ebpfhooks", "doctor", "--json"],
                                      capture_output=True, text=True, cwd=REPO,
                                      check=True).stdout)
-    assert list(data["checks"]) == CHECKS and "tracepoint" in data["kinds"]
+    assert list(data["checks"]) == [*CHECKS, "no_leftovers"] and "tracepoint" in data["kinds"]
     assert data["checks"]["bcc"]["reason"].startswith("bcc ")
 
 

@@ -328,3 +328,14 @@ def test_cleanup_removes_stale_bcc_uprobe_events(live: None, uprobe_target: Path
         for name in (stale, alive):
             if name in uprobe_events():
                 write(f"-:uprobes/{name}")
+
+
+def test_cli_cleanup_and_doctor_report_leftovers(live: None) -> None:
+    out = subprocess.run([sys.executable, "-m", "ebpfhooks", "cleanup", "--dry-run", "--json"],
+                         capture_output=True, text=True, check=True, cwd=HERE.parent).stdout
+    data = json.loads(out)
+    assert set(data) == {"events", "xdp", "removed", "kept", "problems"}
+    assert data["removed"] == []
+    out = subprocess.run([sys.executable, "-m", "ebpfhooks", "doctor", "--json"],
+                         capture_output=True, text=True, check=True, cwd=HERE.parent).stdout
+    assert "no_leftovers" in json.loads(out)["checks"]
