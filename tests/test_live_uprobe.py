@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Counters
 
 from ebpfhooks import Hook
-from conftest import Counters
 
 pytestmark = pytest.mark.live
 
