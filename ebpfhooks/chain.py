@@ -42,6 +42,7 @@ class NoAlternativeError(EbpfHooksError, LookupError):
         lines = ["no alternative of the chain can attach on this kernel:"]
         for hook, err in self.reasons:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            first = first.removeprefix(f"{hook} ")  # "kprobe:x cannot attach: ..." -> "cannot ..."
             lines.append(f"  {hook}: {first}")
         super().__init__("\n".join(lines))
 

@@ -121,8 +121,7 @@ class UprobeResolution(Resolution):
         return self.target.file_offset
 
     def describe(self) -> str:
-        pid = getattr(self.hook, "pid", None)
-        return f"{self.hook} -> {self.target}" + (f" pid {pid}" if pid else "")
+        return f"{self.hook} -> {self.target}"
 
 
 @attrs.frozen
