@@ -7,7 +7,11 @@ Run as root: ``.venv/bin/python bench/run_all.py [--quick] [--plot docs/bench-ov
 2. ``bench/bench_attach.py``: attach/detach cost against bcc, one hook and wildcards;
 3. ``bench/bench_memory.py``: peak RSS against bcc and bpftrace, kallsyms held once;
 4. ``bench/bench_elf.py`` and ``bench/bench_discover.py`` (when present): uprobe
-   resolution against bcc's resolver, listing against ``bpftrace -l``.
+   resolution against bcc's resolver, listing against ``bpftrace -l``;
+5. ``ebpfhooks bench`` inside the VM tier's kernel (Debian's, with kprobes), booted by
+   ``tests/vmtier.py run`` under qemu software emulation (``--no-vm`` skips it): every
+   kind there, kprobe and kretprobe included. Emulated CPUs are many times slower than
+   real ones, so compare the kinds with each other there, not with the host.
 
 ``--quick`` uses fewer rounds and skips the 1000-function wildcard (detaching 1000
 uprobes takes minutes on a kernel whose uprobe unregister waits for RCU grace periods).
@@ -57,6 +61,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds, no N=1000")
     parser.add_argument("--plot", metavar="FILE.png", help="bar chart of the first bench run")
     parser.add_argument("--json", metavar="FILE", help="write every result as JSON too")
+    parser.add_argument("--no-vm", action="store_true", help="skip the VM kernel's bench")
     args = parser.parse_args()
     rounds = 3 if args.quick else 7
     results: dict[str, Any] = {}
@@ -104,6 +109,15 @@ def main() -> int:
         _section("listing against bpftrace -l (bench/bench_discover.py)")
         results["discover"] = _script("bench_discover.py")
         print(results["discover"])
+    vmtier = REPO / "tests" / "vmtier.py"
+    if not args.no_vm and vmtier.exists():
+        _section("ebpfhooks bench in the VM tier's kernel (tests/vmtier.py, qemu TCG)")
+        proc = subprocess.run(
+            [sys.executable, str(vmtier), "run", "--",
+             str(Path(sys.executable)), "-m", "ebpfhooks.bench", "--rounds", "3",
+             "--scale", "0.1"], cwd=REPO, capture_output=True, text=True)
+        results["vm"] = proc.stdout + (proc.stderr[-2000:] if proc.returncode else "")
+        print(results["vm"].rstrip())
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False))
     return 0

@@ -427,11 +427,10 @@ class BenchReport:
         ax.set_yticklabels(names)
         ax.invert_yaxis()
         top = max([v + h for v, h in zip(values, hi, strict=True)] or [1.0])
-        for y, r in zip(ys, self.results, strict=True):
+        for y, r, v, h in zip(ys, self.results, values, hi, strict=True):
             label = f"{r.overhead_ns:+.0f} ns" if r in done and r.overhead_ns is not None \
                 else "not supported on this kernel"
-            ax.text((r.overhead_ns or 0) if r in done else 0, y, "  " + label, va="center",
-                    fontsize=8)
+            ax.text(v + h if r in done else 0, y, "  " + label, va="center", fontsize=8)
         ax.set_xlim(0, top * 1.3)
         ax.set_xlabel("extra ns per event (median over rounds, bars: min..max)")
         ax.set_title(f"Hook overhead, kernel {self.kernel}", fontsize=10)
