@@ -174,6 +174,51 @@ def _wildcard(bpf: Any, bcc: Any, sizes: list[int], runs: int) -> list[dict[str,
     return rows
 
 
+def _wildcard_own(bcc: Any, sizes: list[int], runs: int) -> list[dict[str, Any]]:
+    """User-side work of a wildcard attach, without the kernel calls, for both tools.
+
+    ebpfhooks: ``expand`` (or ``function_symbols``) and, per hook, the checks and
+    ``resolve()`` that ``attach`` runs; bcc: ``get_user_addresses`` and, per address, the
+    ``_check_path_symbol`` that ``attach_uprobe(addr=...)`` runs. A fresh copy of the
+    library per run.
+    """
+    use_expand = hasattr(ebpfhooks, "expand")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ehk_bench_wown_") as tmp:
+        for n in sizes:
+            lib = _library(n, Path(tmp))
+            ours, theirs = [], []
+            for i in range(runs):
+                for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+                    copy = Path(tmp) / f"libown{n}_{i}_{side}.so"
+                    shutil.copy(lib, copy)
+                    t0 = time.perf_counter()
+                    if side == 0:
+                        hooks = (list(ebpfhooks.expand(f"uprobe:{copy}:ehk_w_*")) if use_expand
+                                 else [ebpfhooks.Uprobe(str(copy), ebpfhooks.Symbol(s.name))
+                                       for s in function_symbols(copy)
+                                       if fnmatch.fnmatchcase(s.name, "ehk_w_*")])
+                        for hook in hooks:
+                            hook.check_privileges()
+                            hook.check_supported()
+                            hook.resolve()
+                        count = len(hooks)
+                    else:
+                        name = str(copy).encode()
+                        addrs = bcc.BPF.get_user_addresses(name, rb"^ehk_w_[0-9]+$")
+                        for addr in addrs:
+                            bcc.BPF._check_path_symbol(name, b"", addr, -1)
+                        count = len(addrs)
+                    (ours if side == 0 else theirs).append(time.perf_counter() - t0)
+                    copy.unlink()
+                    if count != n:
+                        raise SystemExit(f"side {side} found {count} of {n} functions")
+            rows.append({"functions": n, "runs": runs,
+                         "ebpfhooks_own_ms": _ms(ours), "bcc_own_ms": _ms(theirs),
+                         "own_ratio": _ms(ours) / _ms(theirs)})
+    return rows
+
+
 def measure(runs: int = 21, wild_runs: int = 3,
             sizes: tuple[int, ...] = (10, 100, 1000)) -> dict[str, Any]:
     """Both parts; returns a JSON-ready dict."""
@@ -189,7 +234,8 @@ def measure(runs: int = 21, wild_runs: int = 3,
         wild = _wildcard(bpf, bcc, list(sizes), wild_runs)
     finally:
         bpf.cleanup()
-    return {"single": single, "wildcard": wild,
+    own = _wildcard_own(bcc, list(sizes), 5)
+    return {"single": single, "wildcard": wild, "wildcard_own": own,
             "kprobe_wildcard": "pending: needs a kernel with kprobes (the VM tier)"}
 
 
@@ -213,6 +259,11 @@ def format_result(res: dict[str, Any]) -> str:
             f"{r['functions']:>5} {r['ebpfhooks_attach_ms']:>12.1f} {r['bcc_attach_ms']:>11.1f} "
             f"{r['attach_ratio']:>6.2f}   {r['ebpfhooks_detach_ms']:>11.1f} "
             f"{r['bcc_detach_ms']:>8.1f} {r['detach_ratio']:>6.2f}")
+    lines += ["", "Wildcard, user-side work only (no kernel calls; median ms of 5):",
+              f"{'N':>5} {'ebpfhooks':>10} {'bcc':>8} {'ratio':>6}"]
+    for r in res.get("wildcard_own", []):
+        lines.append(f"{r['functions']:>5} {r['ebpfhooks_own_ms']:>10.1f} "
+                     f"{r['bcc_own_ms']:>8.1f} {r['own_ratio']:>6.2f}")
     lines.append(f"(ebpfhooks side via {res['wildcard'][0]['via'] if res['wildcard'] else '-'}; "
                  f"kernel-function wildcards: {res['kprobe_wildcard']})")
     return "\n".join(lines)
