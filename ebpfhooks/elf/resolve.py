@@ -203,8 +203,22 @@ def resolve_binary(target: str, pid: int | None = None) -> pathlib.Path:
     :class:`~ebpfhooks.errors.HookPermissionError` (a ``PermissionError``) naming
     the capability when the file or ``/proc/PID/maps`` cannot be read.
     """
+    memo_key = None
+    if pid is None and "/" in target and "\0" not in target:
+        # a path: remember what it resolved to while the file it names is the same
+        # (a wildcard resolves hundreds of hooks in one file)
+        memo_key = os.path.abspath(target)
+        try:
+            st = os.stat(memo_key)
+        except OSError:
+            memo_key = None
+        else:
+            ident = (st.st_dev, st.st_ino, st.st_mtime_ns)
+            hit = _PATH_MEMO.get(memo_key)
+            if hit is not None and hit[1] == ident:
+                return hit[0]
     try:
-        return _resolve_binary(target, pid)
+        found = _resolve_binary(target, pid)
     except HookPermissionError:
         raise
     except PermissionError as err:
@@ -217,6 +231,15 @@ def resolve_binary(target: str, pid: int | None = None) -> pathlib.Path:
             f"reading {err.filename or target!r} was refused ({err.strerror}): a uprobe "
             "target must be readable; run as root or grant CAP_DAC_READ_SEARCH",
             capability="CAP_DAC_READ_SEARCH") from err
+    if memo_key is not None:
+        if len(_PATH_MEMO) >= 256:
+            _PATH_MEMO.clear()
+        _PATH_MEMO[memo_key] = (found, ident)
+    return found
+
+
+#: abspath -> (resolved file, (st_dev, st_ino, st_mtime_ns) of what the path named)
+_PATH_MEMO: dict[str, tuple[pathlib.Path, tuple[int, int, int]]] = {}
 
 
 def _resolve_binary(target: str, pid: int | None) -> pathlib.Path:
@@ -303,6 +326,13 @@ class _Loaded:
         self.index = SymbolIndex(self.elf)
         self._debug: dict[pathlib.Path, tuple[SymbolIndex, str] | None] = {}
         self._functions: dict[pathlib.Path, list[ElfSymbol]] = {}
+        self._plain: dict[pathlib.Path, list[str]] = {}
+
+    def plain_function_names(self, root: pathlib.Path) -> list[str]:
+        """Names of the FUNC (not IFUNC) symbols, computed once per debug root."""
+        if root not in self._plain:
+            self._plain[root] = [s.name for s in self.functions(root) if s.type == "FUNC"]
+        return self._plain[root]
 
     def debug(self, root: pathlib.Path) -> tuple[SymbolIndex, str] | None:
         """The symbols of the separate debug file (or MiniDebugInfo) and its description."""
@@ -483,8 +513,8 @@ def resolve_symbol(path: pathlib.Path, name: str, offset: int = 0, *,
 
 
 def _ifunc_note(loaded: _Loaded, base: str, root: pathlib.Path) -> str:
-    impls = [s.name for s in loaded.functions(root)
-             if s.name.startswith(("__" + base + "_", base + "_")) and s.type == "FUNC"]
+    impls = [name for name in loaded.plain_function_names(root)
+             if name.startswith(("__" + base + "_", base + "_"))]
     hint = (f" (for example {', '.join(sorted(set(impls))[:4])})" if impls
             else " (function_symbols() lists the candidates; stripped files need debug symbols)")
     return (f"{base} is an IFUNC: the probe is on its resolver, which runs when the symbol is "

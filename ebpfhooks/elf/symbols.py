@@ -288,6 +288,8 @@ class SymbolTable:
         self.versions = versions
         self._names: list[int] | None = None
         self._all: list[ElfSymbol] | None = None
+        self._finds = 0
+        self._by_name: dict[str, list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.raw) // self.entsize
@@ -339,11 +341,30 @@ class SymbolTable:
             library=library,
         )
 
+    #: After this many look-ups in one table, index every name once (bulk resolution:
+    #: a wildcard over hundreds of functions) instead of searching the string table.
+    INDEX_AFTER = 16
+
+    def _index(self) -> dict[str, list[int]]:
+        if self._by_name is None:
+            strtab = self.strtab
+            index: dict[str, list[int]] = {}
+            size = len(strtab)
+            for i, n in enumerate(self._name_column()):
+                if 0 < n < size:
+                    end = strtab.find(b"\0", n)
+                    raw = strtab[n:end if end >= 0 else size]
+                    base = raw.split(b"@", 1)[0].decode("utf-8", "replace")
+                    index.setdefault(base, []).append(i)
+            self._by_name = index
+        return self._by_name
+
     def find(self, name: str) -> list[ElfSymbol]:
         """Every symbol whose name (without version) is ``name``, in table order.
 
         The name's offsets are found in the string table first (tail-merged
-        strings included), then the entries pointing at them.
+        strings included), then the entries pointing at them; after
+        :attr:`INDEX_AFTER` look-ups every name is indexed once instead.
 
         >>> [s.value for s in table.find("main")]  # doctest: +SKIP
         [4464]
@@ -351,6 +372,10 @@ class SymbolTable:
         key = name.encode()
         if not key or b"\0" in key:
             return []
+        self._finds += 1
+        if self._by_name is not None or self._finds > self.INDEX_AFTER:
+            return [sym for sym in map(self.symbol, self._index().get(name, ()))
+                    if sym.name == name]
         strtab = self.strtab
         offsets: set[int] = set()
         pos = strtab.find(key)

@@ -152,7 +152,10 @@ class Hook:
         program = Program.coerce(prog, fn_name)
         self.check_privileges()
         self.check_supported()
-        resolution = self.resolve()
+        return self._attach_checked(program, self.resolve())
+
+    def _attach_checked(self, program: Program, resolution: Resolution) -> Link:
+        """Attach once privileges, kernel support and the target have been checked."""
         detach, fd = self._attach_resolved(program, resolution)
         return Link(self, resolution, program, detach, fd=fd)
 
@@ -397,9 +400,14 @@ class LinkGroup:
 
         program = Program.coerce(prog, fn_name)
         group = cls()
+        checked: set[type[Hook]] = set()  # privileges and kernel support: once per kind
         for hook in hooks:
             try:
-                group.links.append(hook.attach(program))
+                if type(hook) not in checked:
+                    hook.check_privileges()
+                    hook.check_supported()
+                    checked.add(type(hook))
+                group.links.append(hook._attach_checked(program, hook.resolve()))
             except EbpfHooksError as err:
                 # a missing privilege or a bad program fails every hook alike: never optional
                 if optional and not isinstance(err, (HookPermissionError, ProgramError)):
