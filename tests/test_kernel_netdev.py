@@ -82,7 +82,7 @@ def test_error_ifindex_unknown_lists_candidates():
 def veth():
     _require(os.geteuid() == 0 and shutil.which("ip") is not None,
              "the veth tests need root and iproute2")
-    a, b = f"ehk{os.getpid()}a", f"ehk{os.getpid()}b"
+    a, b = f"ehn{os.getpid()}a", f"ehn{os.getpid()}b"
     subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
     try:
         yield a, b
