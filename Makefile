@@ -1,12 +1,16 @@
 # ebpfhooks: everyday commands. Run as root (bcc needs it); every target sets up first.
 #
 #   make demo     set up, then run examples/hello_world.py for 5 seconds
-#   make test     set up, then tests (pytest), lint (ruff) and type check (mypy)
+#   make test     set up, then tests on both tiers (pytest), lint (ruff) and type check (mypy)
+#   make test-host   set up, then pytest on this machine's kernel only (-m 'not vm')
+#   make test-vm     set up, then only the VM tier: the live tests inside Debian's kernel under
+#                    qemu (-m vm); VM_KERNEL=/path/to/vmlinuz boots another image (--kernel)
 #   make lint     ruff + mypy only
 #   make setup    only scripts/setup.sh (idempotent; fast when everything is there)
 #   make bench    every number in docs/performance.md (bench/run_all.py; ~15 min)
 #
 #   make test PYTEST_ARGS='-k uprobe -x'   extra pytest arguments
+#   EBPFHOOKS_SKIP_VM=1 make test          skip the VM tier on purpose (no qemu here)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -14,16 +18,19 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+VM_KERNEL ?=
+# --kernel PATH for the VM tier (default: the newest /boot/vmlinuz-*-amd64)
+PYTEST_VM_ARGS := $(if $(VM_KERNEL),--kernel $(VM_KERNEL),)
 DEMO_DURATION ?= 5
 # CI runs in a fresh clone: no pytest cache there.
 PYTEST_CI_ARGS := $(if $(filter true 1,$(CI)),-p no:cacheprovider,)
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test test-host test-vm lint bench
 
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
 define run_pytest
-echo "$(PY) -m pytest $(PYTEST_CI_ARGS) $(PYTEST_ARGS)"; \
-rc=0; $(PY) -m pytest $(PYTEST_CI_ARGS) $(PYTEST_ARGS) || rc=$$?; \
+echo "$(PY) -m pytest $(PYTEST_CI_ARGS) $(PYTEST_VM_ARGS) $(1) $(PYTEST_ARGS)"; \
+rc=0; $(PY) -m pytest $(PYTEST_CI_ARGS) $(PYTEST_VM_ARGS) $(1) $(PYTEST_ARGS) || rc=$$?; \
 if [ $$rc -eq 5 ]; then echo "make: ERROR: pytest collected no tests (exit 5)" >&2; fi; \
 exit $$rc
 endef
@@ -36,10 +43,17 @@ setup:
 demo: setup
 	$(PY) examples/hello_world.py --duration $(DEMO_DURATION)
 
+# Both tiers in one pytest run: the host tests first, then the VM twins (tests/vmtier.py).
 test: setup
-	@$(run_pytest)
+	@$(call run_pytest,)
 	$(RUFF)
 	$(MYPY)
+
+test-host: setup
+	@$(call run_pytest,-m 'not vm')
+
+test-vm: setup
+	@$(call run_pytest,-m vm)
 
 lint: setup
 	$(RUFF)

@@ -8,6 +8,8 @@
 # 3. tracefs and debugfs mounted
 # 4. .venv in the checkout (sees Debian's bcc) with ebpfhooks installed editable, [test] extras
 # 5. a check that `import bcc, ebpfhooks` works
+# 6. the VM tier (tests/vmtier.py): qemu, Debian's kernel image (the newest /boot/vmlinuz-*)
+#    with its matching headers, and virtme-ng from PyPI in its own venv (/opt/vng)
 #
 # Running it again does nothing but checks. Every command that changes the machine is
 # printed first as "setup: + COMMAND".
@@ -17,6 +19,8 @@
 #   EBPFHOOKS_HEADERS_SRC    where installed header trees are looked for (default /usr/src)
 #   EBPFHOOKS_SETUP_NO_APT=1 never run apt: fail if a package is missing, and for headers use
 #                            only trees already in EBPFHOOKS_HEADERS_SRC
+#   EBPFHOOKS_SKIP_VM=1      leave out step 6 (the VM tier is then skipped by the tests too)
+#   EBPFHOOKS_VNG_VENV       where virtme-ng is installed (default /opt/vng)
 set -euo pipefail
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -213,3 +217,47 @@ fi
 bcc_version="$(cd / && "$VENV/bin/python" -c 'import bcc, ebpfhooks; print(getattr(bcc, "__version__", "unknown"))')" \
     || die "'import bcc, ebpfhooks' fails in $VENV"
 say "ok: bcc $bcc_version and ebpfhooks import in $VENV"
+
+# ---------------------------------------------------------------- 6. the VM tier
+# The live tests run a second time inside Debian's distribution kernel (it has kprobes)
+# booted by virtme-ng under qemu. Never a hard-coded kernel version: the newest
+# /boot/vmlinuz-<ver>-<arch> is the one booted, and its own headers package is installed
+# so /lib/modules/<ver>/build exists inside the guest (it shares this root filesystem).
+VNG_VENV="${EBPFHOOKS_VNG_VENV:-/opt/vng}"
+VNG_SPEC="virtme-ng==1.42"
+vm_arch="$(dpkg --print-architecture)"
+if [ "${EBPFHOOKS_SKIP_VM:-0}" = 1 ]; then
+    say "VM tier: skipped (EBPFHOOKS_SKIP_VM=1)"
+elif [ "$vm_arch" != amd64 ]; then
+    warn "VM tier: only amd64 is supported (this is $vm_arch); set EBPFHOOKS_SKIP_VM=1"
+else
+    VM_PACKAGES=(qemu-system-x86 "linux-image-$vm_arch" busybox-static)
+    missing=()
+    for pkg in "${VM_PACKAGES[@]}"; do
+        is_installed "$pkg" || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        say "VM tier: missing Debian packages: ${missing[*]}"
+        apt_install "${missing[@]}"
+    else
+        say "VM tier: Debian packages: all present (${VM_PACKAGES[*]})"
+    fi
+    vm_kernel="$(for f in /boot/vmlinuz-*-"$vm_arch"; do [ -f "$f" ] && printf '%s\n' "$f"; done \
+        | sort -V | tail -n 1)"
+    [ -n "$vm_kernel" ] || die "VM tier: no /boot/vmlinuz-*-$vm_arch after installing linux-image-$vm_arch"
+    vm_ver="${vm_kernel#/boot/vmlinuz-}"
+    if ! headers_ok "/lib/modules/$vm_ver/build"; then
+        say "VM tier: no headers for the guest kernel $vm_ver"
+        apt_install "linux-headers-$vm_ver"
+        headers_ok "/lib/modules/$vm_ver/build" || die "VM tier: /lib/modules/$vm_ver/build is still missing"
+    fi
+    say "VM tier: guest kernel $vm_kernel, headers /lib/modules/$vm_ver/build"
+    vng_stamp="$VNG_VENV/.ebpfhooks-$VNG_SPEC"
+    if [ -x "$VNG_VENV/bin/vng" ] && [ -f "$vng_stamp" ]; then
+        say "VM tier: $VNG_SPEC in $VNG_VENV"
+    else
+        [ -x "$VNG_VENV/bin/python" ] || run "$SYS_PY" -m venv "$VNG_VENV"
+        run "$VNG_VENV/bin/pip" install -q "$VNG_SPEC"
+        touch "$vng_stamp"
+    fi
+fi

@@ -203,3 +203,7 @@ def bpf_progs_named(prefix: str, settle: float = 3.0) -> list[str]:
 
 
 Trigger = Callable[[int], None]
+
+
+# The VM tier (tests/vmtier.py): every live test again inside a second kernel under qemu.
+pytest_plugins = ["vmtier", "pytester"]
