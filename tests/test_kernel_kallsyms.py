@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -280,16 +279,8 @@ def test_live_syscall_prefix(live):
         assert live.syscall_prefix() == expected
 
 
-def test_live_timings(live):
-    start = time.perf_counter()
+def test_live_reload_lookup_and_close_match(live):
+    # speed is measured in bench/, never asserted in tests
     ks.kallsyms(reload=True)
-    load = time.perf_counter() - start
-    start = time.perf_counter()
     assert ks.kallsyms().lookup("vfs_read")
-    lookup = time.perf_counter() - start
-    start = time.perf_counter()
-    matches = ks.kallsyms().close_matches("vfs_reed")
-    miss = time.perf_counter() - start
-    assert matches[0] == "vfs_read"
-    # generous bounds: the suite runs on small shared VMs
-    assert load < 2.0 and lookup < 0.01 and miss < 0.3, (load, lookup, miss)
+    assert ks.kallsyms().close_matches("vfs_reed")[0] == "vfs_read"

@@ -102,13 +102,12 @@ def test_setup_again_changes_nothing() -> None:
         # the run after it must find nothing to do.
         proc, _ = run_setup()
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    proc, elapsed = run_setup()
+    proc, _elapsed = run_setup()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     actions = ACTION.findall(proc.stdout)
     assert not actions, "a second run changed the machine:\n" + proc.stdout
     assert "apt-get" not in proc.stdout
     assert "setup: ok: bcc" in proc.stdout
-    assert elapsed < 60, f"a second run took {elapsed:.1f} s"
 
 
 def test_setup_links_debian_headers_into_scratch_dir(tmp_path: Path) -> None:

@@ -100,10 +100,8 @@ def test_a_hanging_guest_is_killed_after_the_bound(
     monkeypatch.setenv("FAKE_VNG_HANG", "1")
     kernel = tmp_path / "vmlinuz-1.0-amd64"
     kernel.write_text("")
-    start = time.monotonic()
     run = vmtier.boot_guest(kernel, tmp_path / "run", ["true"], timeout=1.0)
     assert run.timed_out
-    assert time.monotonic() - start < 30
     assert "fake vng: hanging" in run.console_tail()
     time.sleep(0.5)
     sleepers = []
