@@ -194,60 +194,54 @@ def attach_kprobe(
     return detach
 
 
-def attach_tracepoint(bpf: Any, fn_name: str, category: str, event: str, *, what: str) -> Detach:
-    """Attach a tracepoint program; return its detach."""
-    _load_func(bpf, fn_name, "TRACEPOINT", what)
-    tp = f"{category}:{event}".encode()
-    if tp in bpf.tracepoint_fds:
+def _attach_event(
+    bpf: Any, fn_name: str, prog_type: str, key: bytes, fds: str, noun: str, what: str,
+    attach: Callable[[], None], detach_call: Callable[[], None],
+) -> Detach:
+    """The shared path of tracepoints and raw tracepoints: bcc keys both by event name."""
+    _load_func(bpf, fn_name, prog_type, what)
+    if key in getattr(bpf, fds):
         auto = _autoloaded(fn_name, what)
         if auto is not None:
             raise auto
         raise AttachError(
             f"{what} is already attached in this BPF object; "
-            "bcc keeps one program per tracepoint per BPF object: use another BPF object"
+            f"bcc keeps one program per {noun} per BPF object: use another BPF object"
         )
     try:
-        bpf.attach_tracepoint(tp=tp, fn_name=fn_name.encode())
+        attach()
     except Exception as err:
         raise _attach_error(what, err, CAPS_TRACING) from err
 
     def detach() -> None:
-        if tp not in bpf.tracepoint_fds:
-            return
+        if key not in getattr(bpf, fds):
+            return  # bcc's own cleanup already ran
         try:
-            bpf.detach_tracepoint(tp)
+            detach_call()
         except Exception as err:
             raise AttachError(f"detaching {what} failed: {err}") from err
 
     return detach
+
+
+def attach_tracepoint(bpf: Any, fn_name: str, category: str, event: str, *, what: str) -> Detach:
+    """Attach a tracepoint program; return its detach."""
+    tp = f"{category}:{event}".encode()
+    return _attach_event(
+        bpf, fn_name, "TRACEPOINT", tp, "tracepoint_fds", "tracepoint", what,
+        lambda: bpf.attach_tracepoint(tp=tp, fn_name=fn_name.encode()),
+        lambda: bpf.detach_tracepoint(tp),
+    )
 
 
 def attach_raw_tracepoint(bpf: Any, fn_name: str, event: str, *, what: str) -> Detach:
     """Attach a raw tracepoint program; return its detach."""
-    _load_func(bpf, fn_name, "RAW_TRACEPOINT", what)
     tp = event.encode()
-    if tp in bpf.raw_tracepoint_fds:
-        auto = _autoloaded(fn_name, what)
-        if auto is not None:
-            raise auto
-        raise AttachError(
-            f"{what} is already attached in this BPF object; "
-            "bcc keeps one program per raw tracepoint per BPF object: use another BPF object"
-        )
-    try:
-        bpf.attach_raw_tracepoint(tp=tp, fn_name=fn_name.encode())
-    except Exception as err:
-        raise _attach_error(what, err, CAPS_TRACING) from err
-
-    def detach() -> None:
-        if tp not in bpf.raw_tracepoint_fds:
-            return
-        try:
-            bpf.detach_raw_tracepoint(tp)
-        except Exception as err:
-            raise AttachError(f"detaching {what} failed: {err}") from err
-
-    return detach
+    return _attach_event(
+        bpf, fn_name, "RAW_TRACEPOINT", tp, "raw_tracepoint_fds", "raw tracepoint", what,
+        lambda: bpf.attach_raw_tracepoint(tp=tp, fn_name=fn_name.encode()),
+        lambda: bpf.detach_raw_tracepoint(tp),
+    )
 
 
 def attach_uprobe(
