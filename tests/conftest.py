@@ -7,6 +7,7 @@ CI (``CI=true``), so a green CI always means the kernel was really exercised.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -135,10 +136,13 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
-@pytest.fixture(scope="session")
-def veth(live: None) -> Iterator[tuple[str, str]]:
-    """A veth pair (A, B) made for this run; frames sent on B arrive on A."""
-    base = f"ehk{os.getpid() % 100000}"
+@contextlib.contextmanager
+def veth_pair(prefix: str) -> Iterator[tuple[str, str]]:
+    """Make a veth pair (A, B) named ``<prefix><pid>a/b``, up, IPv6 off; delete it after.
+
+    Frames sent on B arrive on A. Names carry the pid so concurrent runs never collide.
+    """
+    base = f"{prefix}{os.getpid() % 100000}"
     a, b = base + "a", base + "b"
     _ip("link", "add", a, "type", "veth", "peer", "name", b)
     try:
@@ -148,6 +152,13 @@ def veth(live: None) -> Iterator[tuple[str, str]]:
         yield a, b
     finally:
         subprocess.run(["ip", "link", "del", a], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def veth(live: None) -> Iterator[tuple[str, str]]:
+    """A veth pair (A, B) made for this run; frames sent on B arrive on A."""
+    with veth_pair("ehk") as pair:
+        yield pair
 
 
 def send_frames(iface: str, peer_mac: str, count: int) -> None:

@@ -60,23 +60,13 @@ def test_protocol_names() -> None:
 # --------------------------------------------------------------------------- live
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
 @pytest.fixture
 def trace_veth(live: None) -> Iterator[tuple[str, str]]:
     """A veth pair of this test's own (unique names), removed afterwards."""
-    base = f"ehkt{os.getpid() % 100000}"
-    a, b = base + "a", base + "b"
-    _ip("link", "add", a, "type", "veth", "peer", "name", b)
-    try:
-        for name in (a, b):
-            Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").write_text("1")
-            _ip("link", "set", name, "up")
-        yield a, b
-    finally:
-        subprocess.run(["ip", "link", "del", a], capture_output=True)
+    from conftest import veth_pair
+
+    with veth_pair("ehkt") as pair:
+        yield pair
 
 
 class Tracer:
