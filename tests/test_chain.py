@@ -56,6 +56,7 @@ def test_chain_picks_the_first_that_exists_here() -> None:
     assert isinstance(why, ebpfhooks.TracepointNotFoundError)
 
 
+@pytest.mark.guest  # in the VM kernel (kprobes) the kprobe is chosen
 def test_chain_of_kprobe_names_picks_the_existing_one() -> None:
     missing = _missing_kernel_function()
     chain = ebpfhooks.first_of(f"kprobe:{missing}", "kprobe:do_sys_openat2",
@@ -91,6 +92,7 @@ def _getppid_n(n: int) -> None:
 
 
 @pytest.mark.live
+@pytest.mark.guest
 def test_live_chain_kprobe_or_tracepoint(bpf: Any, counters: Counters) -> None:
     """The issue's chain; each alternative with its own function (no glue)."""
     chain = ebpfhooks.first_of(("kprobe:__x64_sys_getppid", "on_kprobe"),
@@ -110,6 +112,7 @@ def test_live_chain_kprobe_or_tracepoint(bpf: Any, counters: Counters) -> None:
 
 
 @pytest.mark.live
+@pytest.mark.guest
 def test_live_seed_chain_counts_opens(bpf: Any, tmp_path: Path) -> None:
     from bcc import BPF
 
