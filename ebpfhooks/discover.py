@@ -844,7 +844,8 @@ def info(spec: str) -> HookInfo:
       signedness, the print fmt);
     - kprobe/kretprobe: its /proc/kallsyms record(s) (address, type, module), whether
       it is in ``available_filter_functions`` and on the kprobe blacklist, the stable
-      alternative. (No BTF signature: ebpfhooks does not parse BTF.)
+      alternative, and its C signature from BTF (/sys/kernel/btf/vmlinux) where the
+      kernel has one;
     - rawtracepoint: its ``__traceiter_`` symbol and the tracefs event of that name;
     - uprobe/uretprobe: file, symbol, virtual address, file offset, size, binding,
       type, version;
@@ -915,10 +916,12 @@ def _info_kprobe(hook: Any, facts: dict[str, Any], text: list[str]) -> None:
     facts["kallsyms"] = [_ksym_dict(s) for s in syms]
     for s in syms:
         text.append(f"    kallsyms: {_ksym_line(s)}")
+    names = [hook.symbol, *(s.name for s in syms)]  # BTF is looked up by these
     try:
         res = hook.resolve()
         facts["resolves_to"] = str(res)
         text.append(f"    resolves to: {res}")
+        names.insert(0, res.symbol)
     except EbpfHooksError as err:
         facts["resolves_to"] = None
         facts["resolve_error"] = str(err)
@@ -936,9 +939,29 @@ def _info_kprobe(hook: Any, facts: dict[str, Any], text: list[str]) -> None:
     facts["stable_alternative"] = alt
     if alt:
         text.append(f"    stable alternative: {alt}")
-    facts["btf_signature"] = None
-    text.append("    BTF signature: not shown (ebpfhooks does not parse BTF; "
-                f"try: bpftool btf dump file /sys/kernel/btf/vmlinux | grep -w {hook.symbol})")
+    sig = _btf_signature(names)
+    facts["btf_signature"] = sig
+    text.append(f"    signature: {sig}" if sig else
+                "    signature: unknown (no BTF for it in /sys/kernel/btf/vmlinux)")
+
+
+def _btf_signature(symbols: list[str]) -> str | None:
+    """The BTF prototype of the first of ``symbols`` (or its name before a ``.isra``-style
+    suffix) that /sys/kernel/btf/vmlinux has; ``None`` without BTF or a match."""
+    from ebpfhooks.errors import BtfFormatError
+    from ebpfhooks.kernel.btf import vmlinux_btf
+
+    try:
+        btf = vmlinux_btf()
+        if btf is None:
+            return None
+        for sym in symbols:
+            for name in (sym, sym.split(".")[0]):
+                if name and (sig := btf.function_signature(name)) is not None:
+                    return sig
+    except BtfFormatError:
+        return None
+    return None
 
 
 def _ksym_dict(s: KSym) -> dict[str, Any]:

@@ -22,6 +22,7 @@ __all__ = [
     "AttachError",
     "BccNotFoundError",
     "BinaryNotFoundError",
+    "BtfFormatError",
     "EbpfHooksError",
     "HookNotFoundError",
     "HookPermissionError",
@@ -256,6 +257,17 @@ class LdCacheFormatError(EbpfHooksError, ValueError):
     >>> str(LdCacheFormatError("ld.so.cache: truncated"))
     'ld.so.cache: truncated'
     """
+
+
+class BtfFormatError(EbpfHooksError, ValueError):
+    """BTF bytes (``/sys/kernel/btf/vmlinux``) that are not complete, well-formed BTF.
+
+    >>> str(BtfFormatError("bad magic 0000 (expected 0xeB9F)"))
+    'BTF: bad magic 0000 (expected 0xeB9F)'
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"BTF: {message}")
 
 
 class TracefsFormatError(EbpfHooksError, ValueError):

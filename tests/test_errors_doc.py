@@ -206,6 +206,9 @@ CASES: list[tuple[str, str, str, Callable[[], str]]] = [
      _raises("LdCacheFormatError",
              lambda: __import__("ebpfhooks.elf.ldcache", fromlist=["x"]).parse_ld_so_cache(
                  b"garbage"))),
+    ("BtfFormatError", "BTF bytes `nope`", "report it: /sys/kernel/btf/vmlinux is not BTF",
+     _raises("BtfFormatError",
+             lambda: __import__("ebpfhooks.kernel.btf", fromlist=["x"]).parse_btf(b"nope"))),
     ("IpCommandError", "`ip -json` output `nope`", "install iproute2",
      _raises("IpCommandError",
              lambda: __import__("ebpfhooks.kernel.netdev", fromlist=["x"]).parse_xdp_prog_id(

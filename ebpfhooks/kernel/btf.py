@@ -1,0 +1,316 @@
+"""A small, pure parser of the kernel's BTF type information (``/sys/kernel/btf/vmlinux``).
+
+Enough of BTF to print a kernel function's C signature, as ``bpftrace -lv`` does for
+``kfunc:`` probes::
+
+    >>> btf = vmlinux_btf()  # doctest: +SKIP
+    >>> btf.function_signature("do_sys_openat2")  # doctest: +SKIP
+    'long do_sys_openat2(int dfd, const char * filename, struct open_how * how)'
+
+The format (``include/uapi/linux/btf.h``): a 24-byte header (magic ``0xeB9F``, version 1,
+flags, header length, then offset and length of the type and string sections, both
+relative to the end of the header), a type section of variable-length records (type ids
+count from 1; 0 is ``void``) and a section of NUL-terminated strings. Either byte order
+is accepted (the magic tells which). Malformed bytes raise :class:`BtfFormatError`,
+never another exception.
+
+Minimum kernel: 5.5 for ``/sys/kernel/btf/vmlinux`` (CONFIG_DEBUG_INFO_BTF=y).
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from functools import lru_cache
+from pathlib import Path
+
+from ebpfhooks.errors import BtfFormatError
+
+__all__ = ["VMLINUX_BTF", "Btf", "parse_btf", "vmlinux_btf"]
+
+VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+
+MAGIC = 0xEB9F
+HEADER = 24
+
+# kinds (BTF_KIND_*)
+INT, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF = 1, 2, 3, 4, 5, 6, 7, 8
+VOLATILE, CONST, RESTRICT, FUNC, FUNC_PROTO, VAR, DATASEC = 9, 10, 11, 12, 13, 14, 15
+FLOAT, DECL_TAG, TYPE_TAG, ENUM64 = 16, 17, 18, 19
+
+#: Extra 32-bit words after the 3-word ``btf_type`` record: (fixed, per vlen entry).
+_EXTRA: dict[int, tuple[int, int]] = {
+    INT: (1, 0), PTR: (0, 0), ARRAY: (3, 0), STRUCT: (0, 3), UNION: (0, 3), ENUM: (0, 2),
+    FWD: (0, 0), TYPEDEF: (0, 0), VOLATILE: (0, 0), CONST: (0, 0), RESTRICT: (0, 0),
+    FUNC: (0, 0), FUNC_PROTO: (0, 2), VAR: (1, 0), DATASEC: (0, 3), FLOAT: (0, 0),
+    DECL_TAG: (1, 0), TYPE_TAG: (0, 0), ENUM64: (0, 3),
+}
+_MODIFIERS = {VOLATILE: "volatile", CONST: "const", RESTRICT: "restrict"}
+_MAX_DEPTH = 64
+#: Type records one rendering may visit (a malformed BTF could make it exponential).
+_BUDGET = 100_000
+
+
+class Btf:
+    """Parsed BTF: the type records' positions, the strings and a lazy FUNC name index.
+
+    Build it with :func:`parse_btf` (or :func:`vmlinux_btf` for the running kernel).
+    ``len(btf)`` is the number of types (without ``void``).
+
+    >>> btf = parse_btf(open("/sys/kernel/btf/vmlinux", "rb").read())  # doctest: +SKIP
+    >>> btf.function_signature("vfs_read")  # doctest: +SKIP
+    'ssize_t vfs_read(struct file * file, char * buf, size_t count, loff_t * pos)'
+    """
+
+    __slots__ = ("_budget", "_funcs", "_starts", "_strings", "_words")
+
+    def __init__(self, words: array[int], starts: array[int], strings: bytes) -> None:
+        self._words = words
+        self._starts = starts  # word index of type id i at starts[i - 1]
+        self._strings = strings
+        self._funcs: dict[str, int] | None = None
+        self._budget = _BUDGET
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    # ------------------------------------------------------------------ raw access
+
+    def string(self, offset: int) -> str:
+        """The NUL-terminated string at ``offset`` of the string section."""
+        if not 0 <= offset < len(self._strings):
+            raise BtfFormatError(f"string offset {offset} is outside the string section "
+                                 f"({len(self._strings)} bytes)")
+        end = self._strings.find(b"\0", offset)
+        try:
+            return self._strings[offset:end].decode()
+        except UnicodeDecodeError as err:
+            raise BtfFormatError(f"string at offset {offset} is not UTF-8") from err
+
+    def _record(self, type_id: int) -> tuple[int, int, int, int, int]:
+        """(word index, kind, vlen, kind_flag, size_or_type) of a type id >= 1."""
+        if not 1 <= type_id <= len(self._starts):
+            raise BtfFormatError(f"type id {type_id} does not exist "
+                                 f"(the BTF has {len(self._starts)} types)")
+        at = self._starts[type_id - 1]
+        info = self._words[at + 1]
+        return at, (info >> 24) & 0x1F, info & 0xFFFF, info >> 31, self._words[at + 2]
+
+    def kind(self, type_id: int) -> int:
+        """The ``BTF_KIND_*`` number of a type id (0 for ``void``)."""
+        return 0 if type_id == 0 else self._record(type_id)[1]
+
+    def name(self, type_id: int) -> str:
+        """The name of a type id (``""`` for anonymous types and ``void``)."""
+        if type_id == 0:
+            return ""
+        return self.string(self._words[self._record(type_id)[0]])
+
+    # ------------------------------------------------------------------ functions
+
+    def function_id(self, name: str) -> int | None:
+        """The type id of the FUNC named ``name`` (the first one), or ``None``."""
+        if self._funcs is None:
+            funcs: dict[str, int] = {}
+            words = self._words
+            for tid, at in enumerate(self._starts, 1):
+                if (words[at + 1] >> 24) & 0x1F == FUNC:
+                    funcs.setdefault(self.string(words[at]), tid)
+            self._funcs = funcs
+        return self._funcs.get(name)
+
+    def function_params(self, name: str) -> list[tuple[str, str]] | None:
+        """``[(type, name), ...]`` of the function's parameters, or ``None`` if not found.
+
+        A variadic function ends with ``("...", "")``.
+        """
+        proto = self._proto(name)
+        if proto is None:
+            return None
+        self._budget = _BUDGET
+        return [(self.type_name(t) if t or n else "...", self.string(n) if n else "")
+                for n, t in self._proto_params(proto)]
+
+    def function_signature(self, name: str) -> str | None:
+        """The C prototype of kernel function ``name``, or ``None`` if BTF has no FUNC of it.
+
+        >>> vmlinux_btf().function_signature("do_sys_openat2")  # doctest: +SKIP
+        'long do_sys_openat2(int dfd, const char * filename, struct open_how * how)'
+        """
+        proto = self._proto(name)
+        if proto is None:
+            return None
+        self._budget = _BUDGET
+        return self._render_proto(proto, name, 0)
+
+    def _proto(self, name: str) -> int | None:
+        tid = self.function_id(name)
+        if tid is None:
+            return None
+        proto = self._record(tid)[4]
+        if self.kind(proto) != FUNC_PROTO:
+            raise BtfFormatError(f"FUNC {name!r} (type id {tid}) points at type id {proto}, "
+                                 "not a FUNC_PROTO")
+        return proto
+
+    def _proto_params(self, proto: int) -> list[tuple[int, int]]:
+        at, _, vlen, _, _ = self._record(proto)
+        w = self._words
+        return [(w[at + 3 + 2 * i], w[at + 4 + 2 * i]) for i in range(vlen)]
+
+    def _render_proto(self, proto: int, declarator: str, depth: int) -> str:
+        params = []
+        for name_off, ptype in self._proto_params(proto):
+            if ptype == 0 and name_off == 0:
+                params.append("...")
+            else:
+                params.append(self._declare(ptype, self.string(name_off) if name_off else "",
+                                            depth + 1))
+        ret = self._record(proto)[4]
+        return self._declare(ret, f"{declarator}({', '.join(params) or 'void'})", depth + 1)
+
+    # ------------------------------------------------------------------ rendering
+
+    def type_name(self, type_id: int) -> str:
+        """A type as C, e.g. ``const char *`` or ``struct file *``."""
+        self._budget = _BUDGET
+        return self._declare(type_id, "", 0)
+
+    def _declare(self, type_id: int, declarator: str, depth: int) -> str:
+        """``type_id`` declaring ``declarator`` (a name, or ``""``), as C."""
+        if depth > _MAX_DEPTH:
+            raise BtfFormatError(f"type id {type_id}: type chain deeper than {_MAX_DEPTH} "
+                                 "(a cycle?)")
+        self._budget -= 1
+        if self._budget < 0:
+            raise BtfFormatError(f"type id {type_id}: the type is too large to render")
+        if type_id == 0:
+            return f"void {declarator}".rstrip()
+        at, kind, _, flag, ref = self._record(type_id)
+        if kind == TYPE_TAG:
+            return self._declare(ref, declarator, depth + 1)
+        if kind == PTR:
+            target = self._skip_tags(ref, depth)
+            tkind = self.kind(target)
+            if tkind == FUNC_PROTO:
+                return self._render_proto(target, f"(*{declarator})", depth + 1)
+            base = self._declare(target, "", depth + 1)
+            if tkind == ARRAY:
+                base = f"({base})"
+            star = base + ("*" if base.endswith("*") else " *")
+            return f"{star} {declarator}".rstrip()
+        if kind in _MODIFIERS:
+            word = _MODIFIERS[kind]
+            target = self._skip_tags(ref, depth)
+            if self.kind(target) == PTR:  # char * const p
+                return self._declare(target, f"{word} {declarator}".rstrip(), depth + 1)
+            return f"{word} {self._declare(target, declarator, depth + 1)}"
+        if kind == ARRAY:
+            elem, _, nelems = self._words[at + 3], self._words[at + 4], self._words[at + 5]
+            return self._declare(elem, f"{declarator}[{nelems}]", depth + 1)
+        if kind == FUNC_PROTO:
+            return self._render_proto(type_id, declarator, depth + 1)
+        name = self.string(self._words[at])
+        if kind in (STRUCT, UNION):
+            name = f"{'struct' if kind == STRUCT else 'union'} {name or '(anon)'}"
+        elif kind in (ENUM, ENUM64):
+            name = f"enum {name or '(anon)'}"
+        elif kind == FWD:
+            name = f"{'union' if flag else 'struct'} {name}"
+        elif kind not in (INT, FLOAT, TYPEDEF):
+            raise BtfFormatError(f"type id {type_id} of kind {kind} is not a C type")
+        return f"{name} {declarator}".rstrip()
+
+    def _skip_tags(self, type_id: int, depth: int) -> int:
+        for _ in range(_MAX_DEPTH - depth + 1):
+            if type_id == 0 or self.kind(type_id) != TYPE_TAG:
+                return type_id
+            type_id = self._record(type_id)[4]
+        raise BtfFormatError(f"type id {type_id}: TYPE_TAG chain too long (a cycle?)")
+
+
+def parse_btf(data: bytes) -> Btf:
+    """Parse raw BTF bytes (as in ``/sys/kernel/btf/vmlinux``) into a :class:`Btf`.
+
+    >>> parse_btf(b"nope")
+    Traceback (most recent call last):
+    ...
+    ebpfhooks.errors.BtfFormatError: BTF: 4 bytes, shorter than the 24-byte header
+
+    Raises :class:`BtfFormatError` for anything that is not complete, well-formed BTF.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise BtfFormatError(f"BTF must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < HEADER:
+        raise BtfFormatError(f"{len(data)} bytes, shorter than the {HEADER}-byte header")
+    if struct.unpack_from("<H", data)[0] == MAGIC:
+        order = "<"
+    elif struct.unpack_from(">H", data)[0] == MAGIC:
+        order = ">"
+    else:
+        raise BtfFormatError(f"bad magic {data[:2].hex()} (expected 0xeB9F)")
+    _, version, _, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from(
+        order + "HBBIIIII", data)
+    if version != 1:
+        raise BtfFormatError(f"version {version} (only version 1 exists)")
+    if hdr_len < HEADER or hdr_len > len(data):
+        raise BtfFormatError(f"header length {hdr_len} (expected {HEADER}.."
+                             f"{len(data)})")
+    body = len(data) - hdr_len
+    for what, off, size in (("type", type_off, type_len), ("string", str_off, str_len)):
+        if off + size > body:
+            raise BtfFormatError(f"{what} section [{off}, {off + size}) runs past the end "
+                                 f"of the data ({body} bytes after the header)")
+    if type_off % 4 or type_len % 4:
+        raise BtfFormatError(f"type section offset {type_off} / length {type_len} "
+                             "not a multiple of 4")
+    strings = data[hdr_len + str_off:hdr_len + str_off + str_len]
+    if str_len and strings[-1] != 0:
+        raise BtfFormatError("the string section does not end with a NUL byte")
+    words: array[int] = array("I")
+    words.frombytes(data[hdr_len + type_off:hdr_len + type_off + type_len])
+    if (order == "<") != (sys.byteorder == "little"):
+        words.byteswap()
+    return Btf(words, _scan(words), strings)
+
+
+def _scan(words: array[int]) -> array[int]:
+    """The word index at which each type record starts; checks kinds and lengths."""
+    starts: array[int] = array("L")
+    append = starts.append
+    extra = _EXTRA
+    n = len(words)
+    i = 0
+    while i < n:
+        if i + 3 > n:
+            raise BtfFormatError(f"type id {len(starts) + 1}: record truncated")
+        info = words[i + 1]
+        kind = (info >> 24) & 0x1F
+        try:
+            fixed, per = extra[kind]
+        except KeyError:
+            raise BtfFormatError(f"type id {len(starts) + 1}: unknown kind {kind}") from None
+        append(i)
+        i += 3 + fixed + per * (info & 0xFFFF)
+    if i != n:
+        raise BtfFormatError(f"type id {len(starts)}: record runs past the type section")
+    return starts
+
+
+@lru_cache(maxsize=4)
+def vmlinux_btf(path: Path = VMLINUX_BTF) -> Btf | None:
+    """The running kernel's BTF, read and parsed once; ``None`` when the file is missing.
+
+    >>> vmlinux_btf().function_signature("vfs_read")  # doctest: +SKIP
+    'ssize_t vfs_read(struct file * file, char * buf, size_t count, loff_t * pos)'
+
+    Minimum kernel: 5.5 (CONFIG_DEBUG_INFO_BTF=y). ``vmlinux_btf.cache_clear()`` forgets it.
+    Raises :class:`BtfFormatError` if the file is not BTF.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    return parse_btf(data)

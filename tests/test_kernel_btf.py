@@ -1,0 +1,264 @@
+"""BTF parser: fixture bytes built here, the running kernel's vmlinux BTF cross-checked
+with ``bpftool btf dump ... format raw``, mutated bytes (hypothesis) and ``info()``."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ebpfhooks import discover
+from ebpfhooks.errors import BtfFormatError, EbpfHooksError
+from ebpfhooks.kernel.btf import VMLINUX_BTF, Btf, parse_btf, vmlinux_btf
+
+# --------------------------------------------------------------------------- fixture
+
+
+class _Builder:
+    """Little-endian BTF bytes, one record at a time (type ids from 1)."""
+
+    def __init__(self) -> None:
+        self.strings = bytearray(b"\0")
+        self.types = bytearray()
+        self.count = 0
+
+    def s(self, text: str) -> int:
+        if not text:
+            return 0
+        off = len(self.strings)
+        self.strings += text.encode() + b"\0"
+        return off
+
+    def add(self, name: str, kind: int, vlen: int, ref: int, *extra: int,
+            flag: int = 0) -> int:
+        self.types += struct.pack("<III", self.s(name), (flag << 31) | (kind << 24) | vlen, ref)
+        self.types += struct.pack(f"<{len(extra)}I", *extra)
+        self.count += 1
+        return self.count
+
+    def bytes(self, order: str = "<") -> bytes:
+        types = bytes(self.types)
+        if order == ">":
+            types = struct.pack(f">{len(types) // 4}I", *struct.unpack(f"<{len(types) // 4}I",
+                                                                       types))
+        hdr = struct.pack(order + "HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types),
+                          len(self.strings))
+        return hdr + bytes(types) + bytes(self.strings)
+
+
+def _fixture() -> _Builder:
+    b = _Builder()
+    int_ = b.add("int", 1, 0, 4, (1 << 24) | 32)                      # 1
+    char = b.add("char", 1, 0, 1, 8)                                   # 2
+    cchar = b.add("", 10, 0, char)                                     # 3 const char
+    pcchar = b.add("", 2, 0, cchar)                                    # 4 const char *
+    how = b.add("open_how", 4, 2, 16, b.s("flags"), int_, 0, b.s("mode"), int_, 64)  # 5
+    phow = b.add("", 2, 0, how)                                        # 6
+    long_ = b.add("long", 1, 0, 8, (1 << 24) | 64)                     # 7
+    proto = b.add("", 13, 3, long_, b.s("dfd"), int_, b.s("filename"), pcchar,
+                  b.s("how"), phow)                                    # 8
+    b.add("do_sys_openat2", 12, 1, proto)                              # 9 FUNC
+    b.add("sz", 8, 0, long_)                                           # 10 typedef
+    b.add("color", 6, 2, 4, b.s("RED"), 0, b.s("BLUE"), 1)             # 11 enum
+    arr = b.add("", 3, 0, 0, char, int_, 16)                           # 12 char[16]
+    b.add("", 17, 0, 9, 0xFFFFFFFF)                                    # 13 decl tag
+    cb = b.add("", 13, 1, 0, 0, int_)                                  # 14 void (int)
+    pcb = b.add("", 2, 0, cb)                                          # 15 ptr to it
+    fwd = b.add("sock", 7, 0, 0)                                       # 16 fwd struct
+    pfwd = b.add("", 2, 0, fwd)                                        # 17
+    ppchar = b.add("", 2, 0, b.add("", 2, 0, char))                    # 18 char *, 19 **
+    cptr = b.add("", 10, 0, ppchar)                                    # 20 char ** const
+    b.add("", 15, 1, 8, 0, 0, 4)                                       # 21 datasec
+    b.add("v", 14, 0, int_, 1)                                         # 22 var
+    b.add("e64", 19, 1, 8, b.s("X"), 1, 0)                             # 23 enum64
+    b.add("", 16, 0, 8)                                                # 24 float (anon)
+    tag = b.add("user", 18, 0, char)                                   # 25 type tag
+    ptag = b.add("", 2, 0, tag)                                        # 26 char __user *
+    proto2 = b.add("", 13, 6, 0, b.s("cb"), pcb, b.s("sk"), pfwd, b.s("argv"), cptr,
+                   b.s("buf"), ptag, b.s("name"), arr, 0, 0)          # 27 variadic
+    b.add("many", 12, 1, proto2)                                       # 28 FUNC
+    b.add("none", 12, 1, b.add("", 13, 0, 0))                          # 30 FUNC, 29 proto
+    return b
+
+
+FIXTURE = _fixture().bytes()
+
+
+def test_fixture_signatures() -> None:
+    btf = parse_btf(FIXTURE)
+    assert len(btf) == 30
+    assert btf.function_signature("do_sys_openat2") == (
+        "long do_sys_openat2(int dfd, const char * filename, struct open_how * how)")
+    assert btf.function_signature("many") == (
+        "void many(void (*cb)(int), struct sock * sk, char ** const argv, char * buf, "
+        "char name[16], ...)")
+    assert btf.function_signature("none") == "void none(void)"
+    assert btf.function_signature("nope") is None
+    assert btf.function_params("do_sys_openat2") == [
+        ("int", "dfd"), ("const char *", "filename"), ("struct open_how *", "how")]
+    assert btf.type_name(10) == "sz" and btf.type_name(11) == "enum color"
+    assert btf.name(0) == "" and btf.kind(0) == 0 and btf.kind(9) == 12
+
+
+def test_fixture_big_endian_same_result() -> None:
+    big = parse_btf(_fixture().bytes(">"))
+    assert big.function_signature("many") == parse_btf(FIXTURE).function_signature("many")
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"", "shorter than the 24-byte header"),
+    (b"\0" * 24, "bad magic"),
+    (FIXTURE[:2] + b"\x02" + FIXTURE[3:], "version 2"),
+    (FIXTURE[:-1], "runs past the end"),
+    (FIXTURE[:-1] + b"x", "does not end with a NUL"),
+])
+def test_malformed_header(data: bytes, message: str) -> None:
+    with pytest.raises(BtfFormatError, match=message) as err:
+        parse_btf(data)
+    assert isinstance(err.value, ValueError) and isinstance(err.value, EbpfHooksError)
+
+
+def test_malformed_types() -> None:
+    b = _Builder()
+    b.add("x", 25, 0, 0)
+    with pytest.raises(BtfFormatError, match="unknown kind 25"):
+        parse_btf(b.bytes())
+    b = _Builder()
+    loop = b.add("", 2, 0, 1)  # a pointer to itself
+    b.add("f", 12, 0, b.add("", 13, 1, 0, 0, loop))
+    with pytest.raises(BtfFormatError, match="cycle"):
+        parse_btf(b.bytes()).function_signature("f")
+    b = _Builder()
+    b.add("f", 12, 0, 7)
+    with pytest.raises(BtfFormatError, match="type id 7 does not exist"):
+        parse_btf(b.bytes()).function_signature("f")
+
+
+def _mutated() -> st.SearchStrategy[bytes]:
+    flips = st.lists(st.tuples(st.integers(0, len(FIXTURE) - 1), st.integers(0, 255)),
+                     max_size=6)
+    return st.one_of(
+        st.integers(0, len(FIXTURE)).map(lambda n: FIXTURE[:n]),
+        flips.map(lambda fl: bytes(_apply(FIXTURE, fl))),
+        st.binary(max_size=200).map(lambda tail: FIXTURE[:24] + tail),
+    )
+
+
+def _apply(data: bytes, flips: list[tuple[int, int]]) -> bytearray:
+    out = bytearray(data)
+    for at, value in flips:
+        out[at] = value
+    return out
+
+
+@settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutated())
+def test_mutated_bytes_give_a_result_or_btf_format_error(data: bytes) -> None:
+    try:
+        btf = parse_btf(data)
+        for name in ("do_sys_openat2", "many", "none", "sz"):
+            sig = btf.function_signature(name)
+            assert sig is None or isinstance(sig, str)
+        for tid in range(len(btf) + 1):
+            btf.type_name(tid)
+    except BtfFormatError:
+        pass
+
+
+# --------------------------------------------------------------------------- this kernel
+
+needs_btf = pytest.mark.skipif(not VMLINUX_BTF.exists(), reason="no /sys/kernel/btf/vmlinux")
+
+
+@lru_cache(maxsize=1)
+def _bpftool_raw() -> str:
+    bpftool = shutil.which("bpftool")
+    if bpftool is None:
+        pytest.fail("bpftool is needed to cross-check the BTF parser (scripts/setup.sh)")
+    out = subprocess.run([bpftool, "btf", "dump", "file", str(VMLINUX_BTF), "format", "raw"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    return out.stdout
+
+
+def _bpftool_func(name: str) -> tuple[int, list[tuple[str, int]]]:
+    """(ret type id, [(param name, type id)]) of FUNC ``name`` in bpftool's raw dump."""
+    raw = _bpftool_raw()
+    m = re.search(rf"^\[\d+\] FUNC '{re.escape(name)}' type_id=(\d+)", raw, re.M)
+    assert m, name
+    proto = re.search(rf"^\[{m.group(1)}\] FUNC_PROTO '\(anon\)' ret_type_id=(\d+) "
+                      r"vlen=(\d+)\n((?:\t.*\n)*)", raw, re.M)
+    assert proto, name
+    params = re.findall(r"^\t'([^']*)' type_id=(\d+)", proto.group(3), re.M)
+    assert len(params) == int(proto.group(2))
+    return int(proto.group(1)), [("" if p == "(anon)" else p, int(t)) for p, t in params]
+
+
+@needs_btf
+def test_vmlinux_known_functions() -> None:
+    btf = vmlinux_btf()
+    assert isinstance(btf, Btf) and vmlinux_btf() is btf  # read once
+    params = btf.function_params("do_sys_openat2")
+    assert params is not None and [n for _, n in params] == ["dfd", "filename", "how"]
+    assert params[2][0] == "struct open_how *" and params[1][0] == "const char *"
+    sig = btf.function_signature("vfs_read")
+    assert sig is not None and sig.startswith(("ssize_t vfs_read(", "long vfs_read("))
+    assert len(btf.function_params("vfs_read") or []) == 4
+    assert btf.function_signature("no_such_function_ebpfhooks") is None
+
+
+@needs_btf
+@pytest.mark.parametrize("name", ["do_sys_openat2", "vfs_read", "tcp_connect", "_printk"])
+def test_vmlinux_matches_bpftool(name: str) -> None:
+    btf = vmlinux_btf()
+    assert btf is not None
+    ret, params = _bpftool_func(name)
+    last = int(re.findall(r"^\[(\d+)\]", _bpftool_raw(), re.M)[-1])
+    assert len(btf) == last
+    got = btf.function_params(name)
+    assert got is not None
+    assert [n for _, n in got] == [p for p, _ in params]
+    for (ctype, _), (_, tid) in zip(got, params, strict=True):
+        assert ctype == (btf.type_name(tid) if tid else "...")
+    sig = btf.function_signature(name)
+    assert sig is not None and sig.startswith(btf.type_name(ret).rstrip("*").rstrip())
+    # the FUNC_PROTO's return type names what bpftool names
+    named = re.search(rf"^\[{ret}\] \w+ '([^']*)'", _bpftool_raw(), re.M)
+    if ret and named and named.group(1) != "(anon)":
+        assert btf.name(ret) == named.group(1)
+
+
+def test_vmlinux_btf_missing_file(tmp_path: Path) -> None:
+    assert vmlinux_btf(tmp_path / "nope") is None
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"not btf at all, no, not at all")
+    with pytest.raises(BtfFormatError):
+        vmlinux_btf(bad)
+
+
+@needs_btf
+def test_info_kprobe_shows_btf_signature() -> None:
+    got = discover.info("kprobe:do_sys_openat2")
+    sig = got.facts["btf_signature"]
+    assert sig == vmlinux_btf().function_signature("do_sys_openat2")  # type: ignore[union-attr]
+    assert f"    signature: {sig}" in got.text
+    ret = discover.info("kretprobe:vfs_read").facts["btf_signature"]
+    assert ret is not None and " vfs_read(struct file * file," in ret
+    # the syscall alias is looked up by the symbol it resolves to
+    alias = discover.info("kprobe:sys_openat").facts["btf_signature"]
+    assert alias is None or "_sys_openat(" in alias
+
+
+def test_info_kprobe_without_btf(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ebpfhooks.kernel.btf as btf_module
+
+    monkeypatch.setattr(btf_module, "vmlinux_btf", lambda: None)
+    got = discover.info("kprobe:do_sys_openat2")
+    assert got.facts["btf_signature"] is None
+    assert any(line.startswith("    signature: unknown") for line in got.text)
