@@ -57,10 +57,12 @@ class SpecError(EbpfHooksError, ValueError):
     ``None`` when the whole value is at fault), ``length`` how many characters
     the marker covers and ``expected`` what should have been there.
 
-    >>> try:
-    ...     SpecError.at("kprob:vfs_read", 0, 5, "unknown kind 'kprob'", "did you mean 'kprobe'?")
-    ... except SpecError as e:
-    ...     pass
+    >>> err = SpecError.at("kprob:vfs_read", 0, 5, "unknown kind 'kprob'", "did you mean 'kprobe'?")
+    >>> print(err)
+    invalid hook spec: unknown kind 'kprob'
+        kprob:vfs_read
+        ^~~~~
+    did you mean 'kprobe'?
     """
 
     def __init__(
