@@ -116,6 +116,29 @@ class Hook:
     def check_supported(self) -> None:
         """Raise :class:`ebpfhooks.NotSupportedError` if this kernel cannot attach the kind."""
 
+    def _require(
+        self,
+        feature: str,
+        lacking: str,
+        missing: str,
+        alternative: Callable[[], str | None] | None = None,
+    ) -> None:
+        """Raise :class:`ebpfhooks.NotSupportedError` when ``features.<feature>()`` says no.
+
+        "Could not tell" lets the attach go ahead (the kernel will answer).
+        """
+        from ebpfhooks.errors import NotSupportedError
+        from ebpfhooks.kernel import features
+        from ebpfhooks.kernel.features import FeatureStatus
+
+        result = getattr(features, feature)()
+        if result.status is FeatureStatus.NO:
+            raise NotSupportedError(
+                f"{self} cannot attach: this kernel has no {lacking} ({result.reason})",
+                missing=missing,
+                alternative=alternative() if alternative is not None else None,
+            )
+
     def check_privileges(self) -> None:
         """Raise :class:`ebpfhooks.HookPermissionError` naming the capability that is missing.
 

@@ -81,17 +81,8 @@ class KernelFunctionHook(Hook):
         The error names the missing feature and, where one exists, the stable
         tracepoint to use instead (the seed's advice).
         """
-        from ebpfhooks.kernel import features
-        from ebpfhooks.kernel.features import FeatureStatus
-
-        feature = features.kprobes()
-        if feature.status is FeatureStatus.NO:
-            alt = stable_alternative(self.symbol)
-            raise NotSupportedError(
-                f"{self} cannot attach: this kernel has no kprobe support ({feature.reason})",
-                missing="CONFIG_KPROBES",
-                alternative=alt,
-            )
+        self._require("kprobes", "kprobe support", "CONFIG_KPROBES",
+                      lambda: stable_alternative(self.symbol))
 
     def resolve(self) -> KprobeResolution:
         """Find the function in /proc/kallsyms, or the syscall wrapper or clone it means.

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import attrs
 
 from ebpfhooks import _bcc
-from ebpfhooks.errors import NotSupportedError, TracepointNotFoundError
+from ebpfhooks.errors import TracepointNotFoundError
 from ebpfhooks.hooks._fields import optional, validated
 from ebpfhooks.hooks.base import Hook, Program, Resolution
 from ebpfhooks.names import check_module, check_trace_name
@@ -134,16 +134,8 @@ class RawTracepoint(Hook):
 
     def check_supported(self) -> None:
         """Raise :class:`NotSupportedError` on kernels before raw tracepoints (4.17)."""
-        from ebpfhooks.kernel import features
-        from ebpfhooks.kernel.features import FeatureStatus
-
-        feature = features.raw_tracepoints()
-        if feature.status is FeatureStatus.NO:
-            raise NotSupportedError(
-                f"{self} cannot attach: {feature.reason}",
-                missing="raw tracepoints (Linux 4.17)",
-                alternative=None,
-            )
+        self._require("raw_tracepoints", "raw tracepoint support",
+                      "raw tracepoints (Linux 4.17)")
 
     def resolve(self) -> RawTracepointResolution:
         """Check the kernel defines this tracepoint (kallsyms ``__traceiter_``/``__tracepoint_``).

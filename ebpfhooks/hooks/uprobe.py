@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 import attrs
 
 from ebpfhooks import _bcc
-from ebpfhooks.errors import NotSupportedError, SpecError
+from ebpfhooks.errors import SpecError
 from ebpfhooks.hooks._fields import non_negative, validated
 from ebpfhooks.hooks.base import Hook, Program, Resolution
 from ebpfhooks.names import check_path, check_user_symbol
@@ -151,15 +151,7 @@ class UserProbeHook(Hook):
 
     def check_supported(self) -> None:
         """Raise :class:`NotSupportedError` when the kernel has no uprobes."""
-        from ebpfhooks.kernel import features
-        from ebpfhooks.kernel.features import FeatureStatus
-
-        feature = features.uprobes()
-        if feature.status is FeatureStatus.NO:
-            raise NotSupportedError(
-                f"{self} cannot attach: this kernel has no uprobe support ({feature.reason})",
-                missing="CONFIG_UPROBE_EVENTS",
-            )
+        self._require("uprobes", "uprobe support", "CONFIG_UPROBE_EVENTS")
 
     def resolve(self) -> UprobeResolution:
         """Find the file and the file offset to probe.
