@@ -310,7 +310,27 @@ def live_links() -> list[Link]:
         return list(_live_links)
 
 
-class Link:
+class _DetachOnExit:
+    """``with`` support for anything owning attachments: the block's end calls ``detach()``."""
+
+    __slots__ = ()
+
+    def detach(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.detach()
+
+
+class Link(_DetachOnExit):
     """An attachment owned by this process: detach it, or let ``with`` do it.
 
     >>> with hook.attach(prog) as link:                     # doctest: +SKIP
@@ -373,23 +393,12 @@ class Link:
         with _live_lock:
             _live_links.discard(self)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.detach()
-
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"
         return f"<Link {self.hook} -> {self.program.fn_name} ({state})>"
 
 
-class LinkGroup:
+class LinkGroup(_DetachOnExit):
     """Several links owned together: detached together, in reverse order.
 
     >>> with LinkGroup.attach_all(hooks, prog) as group:        # doctest: +SKIP
@@ -464,17 +473,6 @@ class LinkGroup:
 
     def __len__(self) -> int:
         return len(self.links)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.detach()
 
     def __repr__(self) -> str:
         return f"<LinkGroup {len(self.links)} links, {len(self.skipped)} skipped>"
