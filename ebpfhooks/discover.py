@@ -29,7 +29,8 @@ so no text of the pattern is ever interpreted as anything but itself.
 
 Where the names come from: tracepoints from tracefs (the ``events/`` directories,
 the same set as ``available_events``; never kallsyms); raw tracepoints from the
-kernel's ``__traceiter_*`` symbols in /proc/kallsyms; kernel functions from
+``btf_trace_*`` types of the kernel's BTF (exactly the names that attach; the
+``__traceiter_*`` symbols of /proc/kallsyms on a kernel without BTF); kernel functions from
 ``available_filter_functions`` minus the kprobe blacklist when kprobes work and that
 file is readable, else from /proc/kallsyms text symbols. On a kernel without kprobes,
 kprobe and kretprobe lines are left out (they could not attach) unless
@@ -39,12 +40,10 @@ kprobe and kretprobe lines are left out (they could not attach) unless
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
 
 from ebpfhooks.errors import (
     EbpfHooksError,
@@ -53,6 +52,7 @@ from ebpfhooks.errors import (
     SpecError,
 )
 from ebpfhooks.names import (
+    KIND_ALIASES,
     WILDCARDS,
     Problem,
     check_interface,
@@ -63,7 +63,12 @@ from ebpfhooks.names import (
     check_user_symbol,
 )
 
+# typing is not imported at run time (start-up time of `ebpfhooks list`); mypy reads the
+# TYPE_CHECKING blocks as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, overload
+
     from ebpfhooks.hooks.base import Hook, LinkGroup, Program
     from ebpfhooks.kernel.kallsyms import KSym
     from ebpfhooks.kernel.tracefs import TracepointField
@@ -195,8 +200,6 @@ def _kinds_for(text: str, word: str) -> list[str]:
             raise _err(text, 0, len(word), f"no hook kind matches {word!r}",
                        f"kinds: {', '.join(KIND_WORDS)}")
         return kinds
-    from ebpfhooks.spec import KIND_ALIASES
-
     kind = KIND_ALIASES.get(word.lower())
     if kind is None:
         from ebpfhooks.spec import parse
@@ -359,6 +362,22 @@ def _kernel_functions_kallsyms(data: bytes) -> list[tuple[str | None, str]]:
     return out
 
 
+def _raw_tracepoints_btf_or_kallsyms() -> tuple[list[tuple[str | None, str]], str]:
+    """(module, name) of every raw tracepoint, and where they came from.
+
+    From BTF's ``btf_trace_`` types (:mod:`ebpfhooks.kernel.rawtp`: exactly what
+    attaches, in milliseconds); from /proc/kallsyms ``__traceiter_`` symbols when the
+    kernel has no BTF.
+    """
+    from ebpfhooks.kernel.rawtp import raw_tracepoints
+
+    found = raw_tracepoints()
+    if found is not None:
+        return found, "/sys/kernel/btf/vmlinux and /sys/kernel/btf/MODULE (btf_trace_* types)"
+    return (_raw_tracepoints(_kallsyms_data()),
+            f"{KALLSYMS_FILE} (__traceiter_* symbols; the kernel has no BTF)")
+
+
 def _raw_tracepoints(data: bytes) -> list[tuple[str | None, str]]:
     """(module, name) of every ``ADDR TYPE __traceiter_NAME [MODULE]`` line."""
     out = []
@@ -408,15 +427,16 @@ def _tracepoints(events: Path, category_ok: Callable[[str], bool]) -> list[tuple
 
 def _kprobes_supported() -> bool:
     """Cheap form of ``features.kprobes()`` (which may decompress /proc/config.gz)."""
-    from ebpfhooks.kernel import features
-    from ebpfhooks.kernel.features import PMU_DIR, FeatureStatus
-    from ebpfhooks.kernel.tracefs import tracefs_root
+    from ebpfhooks.kernel.mounts import tracefs_root
 
-    if (PMU_DIR / "kprobe").exists():
+    if Path("/sys/bus/event_source/devices/kprobe").exists():  # features.PMU_DIR
         return True
     try:
         return (tracefs_root() / "kprobe_events").exists()
     except EbpfHooksError:
+        from ebpfhooks.kernel import features
+        from ebpfhooks.kernel.features import FeatureStatus
+
         return features.kprobes().status is not FeatureStatus.NO
 
 
@@ -523,7 +543,7 @@ def _run_query(q: _Query, found: set[str], sources: dict[str, str],
                funcs: _KernelFunctions) -> None:
     kind = q.kind
     if kind == "tracepoint":
-        from ebpfhooks.kernel.tracefs import tracefs_root
+        from ebpfhooks.kernel.mounts import tracefs_root
 
         cat_pat, ev_pat = q.parts
         assert cat_pat is not None and ev_pat is not None
@@ -537,10 +557,11 @@ def _run_query(q: _Query, found: set[str], sources: dict[str, str],
         assert name_pat is not None
         mod_ok = _matcher(mod_pat) if mod_pat is not None else None
         ok = _matcher(name_pat)
-        for mod, name in _raw_tracepoints(_kallsyms_data()):
+        raws, source = _raw_tracepoints_btf_or_kallsyms()
+        for mod, name in raws:
             if ok(name) and (mod_ok is None or (mod is not None and mod_ok(mod))):
                 found.add(f"rawtracepoint:{mod}:{name}" if mod else f"rawtracepoint:{name}")
-        sources["rawtracepoint"] = f"{KALLSYMS_FILE} (__traceiter_* symbols)"
+        sources["rawtracepoint"] = source
     elif kind in ("kprobe", "kretprobe"):
         mod_pat, name_pat = q.parts
         assert name_pat is not None
@@ -569,6 +590,8 @@ def _uprobe_query(kind: str, binary: str, sym: str, found: set[str]) -> None:
     from ebpfhooks.elf.resolve import function_symbols, resolve_binary
 
     if has_wildcard(binary):
+        import glob
+
         paths = [(p, Path(p)) for p in sorted(glob.glob(binary)) if os.path.isfile(p)]
     else:
         paths = [(binary, resolve_binary(binary))]
@@ -621,11 +644,12 @@ class HookSet(Sequence["Hook"]):
         self.pattern = pattern
         self._hooks: tuple[Hook, ...] = tuple(hooks)
 
-    @overload
-    def __getitem__(self, index: int) -> Hook: ...
+    if TYPE_CHECKING:
+        @overload
+        def __getitem__(self, index: int) -> Hook: ...
 
-    @overload
-    def __getitem__(self, index: slice) -> tuple[Hook, ...]: ...
+        @overload
+        def __getitem__(self, index: slice) -> tuple[Hook, ...]: ...
 
     def __getitem__(self, index: int | slice) -> Hook | tuple[Hook, ...]:
         return self._hooks[index]
@@ -991,7 +1015,25 @@ def _info_raw_tracepoint(hook: Any, facts: dict[str, Any], text: list[str]) -> N
     facts["tracepoint_events"] = events
     if events:
         text.append(f"    same tracepoint with parsed arguments: {', '.join(events)}")
-    text.append("    arguments: ctx->args[0..] are the tracepoint's C arguments (TP_PROTO)")
+    args = _raw_tracepoint_args(hook.event) if res.module is None else None
+    facts["args"] = args
+    if args is None:
+        text.append("    arguments: ctx->args[0..] are the tracepoint's C arguments (TP_PROTO)")
+    else:
+        text.append(f"    arguments (BTF typedef btf_trace_{hook.event}):")
+        text.extend(f"        ctx->args[{i}]: {a}" for i, a in enumerate(args))
+
+
+def _raw_tracepoint_args(event: str) -> list[str] | None:
+    """The C types of the raw tracepoint's args from vmlinux BTF, or ``None``."""
+    from ebpfhooks.errors import BtfFormatError
+    from ebpfhooks.kernel.btf import vmlinux_btf
+
+    try:
+        btf = vmlinux_btf()
+        return None if btf is None else btf.raw_tracepoint_args(event)
+    except BtfFormatError:
+        return None
 
 
 def _info_uprobe(hook: Any, facts: dict[str, Any], text: list[str]) -> None:
@@ -1188,8 +1230,11 @@ def suggest(word: str) -> Suggestion:
         data = _kallsyms_data()
     except EbpfHooksError:
         data = b""
-    raws = sorted({n for m, n in _raw_tracepoints(data) if word in n}, key=lambda n: (n != word,
-                                                                                     len(n), n))
+    try:
+        all_raws = _raw_tracepoints_btf_or_kallsyms()[0]
+    except EbpfHooksError:
+        all_raws = []
+    raws = sorted({n for m, n in all_raws if word in n}, key=lambda n: (n != word, len(n), n))
     for name in raws:
         cands.append(Candidate(f"rawtracepoint:{name}", "rawtracepoint", True, raw_ok,
                                "raw arguments, cheaper than the tracepoint"))

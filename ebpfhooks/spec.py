@@ -48,6 +48,7 @@ from ebpfhooks.hooks.net import RawSocket, Xdp, XdpMode
 from ebpfhooks.hooks.tracepoint import RawTracepoint, Tracepoint
 from ebpfhooks.hooks.uprobe import Address, FileOffset, Location, Symbol, Uprobe, Uretprobe
 from ebpfhooks.names import (
+    KIND_ALIASES,
     Problem,
     check_interface,
     check_kernel_symbol,
@@ -58,19 +59,6 @@ from ebpfhooks.names import (
 )
 
 __all__ = ["KIND_ALIASES", "parse"]
-
-#: Every kind word accepted, to the kind it means.
-KIND_ALIASES: dict[str, str] = {
-    "kprobe": "kprobe", "k": "kprobe",
-    "kretprobe": "kretprobe", "kr": "kretprobe",
-    "tracepoint": "tracepoint", "t": "tracepoint", "tp": "tracepoint",
-    "rawtracepoint": "raw_tracepoint", "raw_tracepoint": "raw_tracepoint",
-    "rt": "raw_tracepoint", "raw_tp": "raw_tracepoint",
-    "uprobe": "uprobe", "u": "uprobe",
-    "uretprobe": "uretprobe", "ur": "uretprobe",
-    "xdp": "xdp",
-    "raw_socket": "raw_socket", "rawsocket": "raw_socket",
-}
 
 #: Kinds other tools know that ebpfhooks does not attach.
 _OTHER_KINDS = {

@@ -159,14 +159,27 @@ def test_uprobe_listing_of_a_built_target_and_a_glob(live: None, uprobe_target: 
 
 
 @pytest.mark.live
-def test_raw_tracepoints_are_the_traceiter_symbols(live: None) -> None:
-    names = {line.split()[2][len("__traceiter_"):]
-             for line in Path("/proc/kallsyms").read_text().splitlines()
-             if line.split()[2].startswith("__traceiter_") and "\t[" not in line}
+def test_raw_tracepoints_are_the_ones_bpf_can_open(live: None) -> None:
+    from ebpfhooks.kernel import rawtp
+
+    names = {n for m, n in rawtp.raw_tracepoints() or [] if m is None}
+    if not names:  # no BTF: the __traceiter_ symbols
+        names = {line.split()[2][len("__traceiter_"):]
+                 for line in Path("/proc/kallsyms").read_text().splitlines()
+                 if line.split()[2].startswith("__traceiter_") and "\t[" not in line}
     got = discover.list_hooks("rawtracepoint:*")
     assert {h.split(":", 1)[1] for h in got if h.count(":") == 1} == names
     assert "rawtracepoint:sched_switch" in got
     assert discover.list_hooks("rawtracepoint:sched_swi?ch") == ["rawtracepoint:sched_switch"]
+
+
+@pytest.mark.live
+def test_bare_patterns_do_not_read_kallsyms_on_a_btf_kernel(live: None) -> None:
+    discover.clear_cache()
+    listing = discover.search("*execve*")
+    assert "tracepoint:syscalls:sys_enter_execve" in listing.hooks
+    if Path("/sys/kernel/btf/vmlinux").exists() and not discover._kprobes_supported():
+        assert discover._kallsyms_bytes == {}
 
 
 @pytest.mark.live

@@ -16,6 +16,7 @@ from ebpfhooks.errors import (
     TracefsNotMountedError,
     TracepointNotFoundError,
 )
+from ebpfhooks.kernel import mounts as mounts_mod
 from ebpfhooks.kernel import tracefs
 from ebpfhooks.kernel.tracefs import (
     TracefsFormatError,
@@ -75,7 +76,7 @@ def test_parse_mounts_unescapes_octal():
 def _fake_mounts(monkeypatch, tmp_path: Path, lines: list[str]) -> None:
     mounts = tmp_path / "mounts"
     mounts.write_text("".join(line + "\n" for line in lines))
-    monkeypatch.setattr(tracefs, "MOUNTS_FILE", mounts)
+    monkeypatch.setattr(mounts_mod, "MOUNTS_FILE", mounts)
 
 
 def test_tracefs_root_from_fake_mount_table(monkeypatch, tmp_path):
@@ -135,7 +136,7 @@ class _Run:
 def test_mount_tracefs_runs_fixed_argv(monkeypatch, tmp_path):
     _fake_mounts(monkeypatch, tmp_path, ["proc /proc proc rw 0 0"])
     run = _Run()
-    monkeypatch.setattr(tracefs.subprocess, "run", run)
+    monkeypatch.setattr(subprocess, "run", run)
     assert tracefs.mount_tracefs() == [
         "mounted tracefs at /sys/kernel/tracing",
         "mounted debugfs at /sys/kernel/debug",
@@ -150,14 +151,14 @@ def test_mount_tracefs_skips_what_is_mounted(monkeypatch, tmp_path):
     _fake_mounts(monkeypatch, tmp_path, ["tracefs /sys/kernel/tracing tracefs rw 0 0",
                                          "debugfs /sys/kernel/debug debugfs rw 0 0"])
     run = _Run()
-    monkeypatch.setattr(tracefs.subprocess, "run", run)
+    monkeypatch.setattr(subprocess, "run", run)
     assert tracefs.mount_tracefs() == []
     assert run.calls == []
 
 
 def test_error_mount_tracefs_permission(monkeypatch, tmp_path):
     _fake_mounts(monkeypatch, tmp_path, [])
-    monkeypatch.setattr(tracefs.subprocess, "run",
+    monkeypatch.setattr(subprocess, "run",
                         _Run(32, "mount: /sys/kernel/tracing: must be superuser to use mount."))
     with pytest.raises(HookPermissionError) as info:
         tracefs.mount_tracefs()
@@ -170,7 +171,7 @@ def test_error_mount_tracefs_permission(monkeypatch, tmp_path):
 
 def test_error_mount_tracefs_other_failure(monkeypatch, tmp_path):
     _fake_mounts(monkeypatch, tmp_path, [])
-    monkeypatch.setattr(tracefs.subprocess, "run",
+    monkeypatch.setattr(subprocess, "run",
                         _Run(32, "mount: /sys/kernel/tracing: unknown filesystem type 'tracefs'."))
     with pytest.raises(TracefsNotMountedError, match="unknown filesystem type"):
         tracefs.mount_tracefs()

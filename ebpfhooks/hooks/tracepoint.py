@@ -7,7 +7,8 @@ from collections.abc import Callable
 import attrs
 
 from ebpfhooks import _bcc
-from ebpfhooks.errors import TracepointNotFoundError
+from ebpfhooks._util import close_matches
+from ebpfhooks.errors import EbpfHooksError, TracepointNotFoundError
 from ebpfhooks.hooks._fields import optional, validated
 from ebpfhooks.hooks.base import Hook, Program, Resolution
 from ebpfhooks.names import check_module, check_trace_name
@@ -89,9 +90,13 @@ class Tracepoint(Hook):
         return detach, None
 
 
+_PER_SYSCALL_HINT = ("per-syscall events are not raw tracepoints: use rawtracepoint:sys_enter "
+                     "(args[1] is the syscall number) or tracepoint:syscalls:")
+
+
 @attrs.frozen
 class RawTracepointResolution(Resolution):
-    """A raw tracepoint known to the kernel (``__traceiter_``/``__tracepoint_`` symbols)."""
+    """A raw tracepoint BPF can open (its kernel BTF ``btf_trace_`` type, or kallsyms)."""
 
     module: str | None = attrs.field(kw_only=True, default=None)
 
@@ -138,10 +143,62 @@ class RawTracepoint(Hook):
                       "raw tracepoints (Linux 4.17)")
 
     def resolve(self) -> RawTracepointResolution:
-        """Check the kernel defines this tracepoint (kallsyms ``__traceiter_``/``__tracepoint_``).
+        """Check BPF can open this raw tracepoint on the running kernel.
 
-        Raises :class:`TracepointNotFoundError` with the closest names.
+        The names come from the kernel's BTF (``btf_trace_NAME`` types, one per entry
+        of the table ``BPF_RAW_TRACEPOINT_OPEN`` searches; see
+        :mod:`ebpfhooks.kernel.rawtp`), or from /proc/kallsyms ``__traceiter_NAME``
+        symbols on a kernel without BTF.
+
+        >>> RawTracepoint("sched_switch").resolve().describe()  # doctest: +SKIP
+        'rawtracepoint:sched_switch'
+
+        Raises :class:`TracepointNotFoundError` with the closest names; for a
+        tracepoint the kernel defines but does not give BPF (6.18's
+        ``sched_set_state_tp``), it says so.
         """
+        from ebpfhooks.kernel.rawtp import raw_tracepoints
+
+        known = raw_tracepoints()
+        if known is None:
+            return self._resolve_kallsyms()
+        for module, name in known:
+            if name == self.event and (self.module is None or module == self.module):
+                return RawTracepointResolution(self, module=module)
+        hint = "list raw tracepoints with: ebpfhooks list 'rawtracepoint:*PART*'"
+        candidates = [f"rawtracepoint:{c}"
+                      for c in close_matches(self.event, sorted({n for _, n in known}))]
+        homes = [m for m, n in known if n == self.event]
+        if self.event.startswith(("sys_enter_", "sys_exit_")):
+            hint = _PER_SYSCALL_HINT + self.event
+        elif homes:
+            candidates = [RawTracepoint(self.event, module=m).spec() for m in homes]
+            where = ", ".join(f"module {m}" if m else "vmlinux" for m in homes)
+            hint = f"{self.event!r} is in {where}, not in module {self.module!r}"
+        elif self._kernel_defines():
+            candidates = []
+            hint = (f"the kernel defines tracepoint {self.event!r} (__traceiter_{self.event} "
+                    "in /proc/kallsyms) but does not export it to BPF (no btf_trace_ type, "
+                    "no __bpf_raw_tp_map entry: opening it fails with ENOENT); use a "
+                    "tracepoint: or kprobe: hook near it")
+        raise TracepointNotFoundError(
+            self.event,
+            where="the raw tracepoints of the kernel's BTF (/sys/kernel/btf btf_trace_*)",
+            candidates=candidates,
+            hint=hint,
+        )
+
+    def _kernel_defines(self) -> bool:
+        """Whether /proc/kallsyms has ``__traceiter_EVENT`` (an error path only: slow)."""
+        from ebpfhooks.kernel.kallsyms import kallsyms
+
+        try:
+            return bool(kallsyms().lookup("__traceiter_" + self.event))
+        except EbpfHooksError:
+            return False
+
+    def _resolve_kallsyms(self) -> RawTracepointResolution:
+        """Without BTF: the kernel's ``__traceiter_``/``__tracepoint_`` symbols."""
         from ebpfhooks.kernel.kallsyms import kallsyms
 
         ks = kallsyms()
@@ -153,8 +210,7 @@ class RawTracepoint(Hook):
                 return RawTracepointResolution(self, module=entries[0].module)
         hint = "list raw tracepoints with: ebpfhooks list 'rawtracepoint:*PART*'"
         if self.event.startswith(("sys_enter_", "sys_exit_")):
-            hint = ("per-syscall events are not raw tracepoints: use rawtracepoint:sys_enter "
-                    "(args[1] is the syscall number) or tracepoint:syscalls:" + self.event)
+            hint = _PER_SYSCALL_HINT + self.event
         candidates = [c[len("__traceiter_"):] for c in ks.close_matches("__traceiter_" + self.event)
                       if c.startswith("__traceiter_")]
         raise TracepointNotFoundError(

@@ -19,6 +19,8 @@ Minimum kernel: 5.5 for ``/sys/kernel/btf/vmlinux`` (CONFIG_DEBUG_INFO_BTF=y).
 
 from __future__ import annotations
 
+import os
+import re
 import struct
 import sys
 from array import array
@@ -27,7 +29,8 @@ from pathlib import Path
 
 from ebpfhooks.errors import BtfFormatError
 
-__all__ = ["VMLINUX_BTF", "Btf", "parse_btf", "vmlinux_btf"]
+__all__ = ["VMLINUX_BTF", "Btf", "parse_btf", "raw_tracepoint_names", "read_string_section",
+           "string_section", "vmlinux_btf"]
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 
@@ -111,14 +114,42 @@ class Btf:
 
     def function_id(self, name: str) -> int | None:
         """The type id of the FUNC named ``name`` (the first one), or ``None``."""
+        return self._named(FUNC, name)
+
+    def _named(self, kind: int, name: str) -> int | None:
+        """The first type id of ``kind`` (FUNC or TYPEDEF) named ``name``; one index pass."""
         if self._funcs is None:
-            funcs: dict[str, int] = {}
+            index: dict[str, int] = {}
             words = self._words
             for tid, at in enumerate(self._starts, 1):
-                if (words[at + 1] >> 24) & 0x1F == FUNC:
-                    funcs.setdefault(self.string(words[at]), tid)
-            self._funcs = funcs
-        return self._funcs.get(name)
+                k = (words[at + 1] >> 24) & 0x1F
+                if k in (FUNC, TYPEDEF):
+                    # a TYPEDEF is kept under a "t:" key so it never hides a FUNC
+                    index.setdefault(("t:" if k == TYPEDEF else "") + self.string(words[at]),
+                                     tid)
+            self._funcs = index
+        return self._funcs.get(("t:" if kind == TYPEDEF else "") + name)
+
+    def raw_tracepoint_args(self, name: str) -> list[str] | None:
+        """The C types of raw tracepoint ``name``'s ``ctx->args[]``, or ``None``.
+
+        Read from ``typedef void (*btf_trace_NAME)(void *__data, ARGS...)``, dropping the
+        ``__data`` cookie: ``args[i]`` of a raw tracepoint program is ``ARGS[i]``.
+
+        >>> vmlinux_btf().raw_tracepoint_args("sched_switch")  # doctest: +SKIP
+        ['bool', 'struct task_struct *', 'struct task_struct *', 'unsigned int']
+        """
+        tid = self._named(TYPEDEF, "btf_trace_" + name)
+        if tid is None:
+            return None
+        ptr = self._record(tid)[4]
+        proto = self._record(ptr)[4] if self.kind(ptr) == PTR else 0
+        if self.kind(proto) != FUNC_PROTO:
+            raise BtfFormatError(f"typedef btf_trace_{name} (type id {tid}) is not a "
+                                 "pointer to a function prototype")
+        self._budget = _BUDGET
+        return [self._declare(t, self.string(n) if n else "", 1)
+                for n, t in self._proto_params(proto)[1:]]
 
     def function_params(self, name: str) -> list[tuple[str, str]] | None:
         """``[(type, name), ...]`` of the function's parameters, or ``None`` if not found.
@@ -240,11 +271,86 @@ def parse_btf(data: bytes) -> Btf:
 
     Raises :class:`BtfFormatError` for anything that is not complete, well-formed BTF.
     """
+    data = _as_bytes(data)
+    order, (type_start, type_end), (str_start, str_end) = _header(data, len(data))
+    strings = _checked_strings(data[str_start:str_end])
+    words: array[int] = array("I")
+    words.frombytes(data[type_start:type_end])
+    if (order == "<") != (sys.byteorder == "little"):
+        words.byteswap()
+    return Btf(words, _scan(words), strings)
+
+
+def string_section(data: bytes) -> bytes:
+    """The NUL-separated string section of raw BTF bytes (header checked, types not parsed).
+
+    >>> string_section(b"nope")
+    Traceback (most recent call last):
+    ...
+    ebpfhooks.errors.BtfFormatError: BTF: 4 bytes, shorter than the 24-byte header
+
+    Raises :class:`BtfFormatError` like :func:`parse_btf`.
+    """
+    data = _as_bytes(data)
+    _, _, (start, end) = _header(data, len(data))
+    return _checked_strings(data[start:end])
+
+
+def read_string_section(path: Path) -> bytes:
+    """Read only the header and the string section of a BTF file.
+
+    >>> b"\\x00vfs_read\\x00" in read_string_section(VMLINUX_BTF)  # doctest: +SKIP
+    True
+
+    The kernel hands out sysfs files a page per ``read``; skipping the type section
+    halves the reads for vmlinux (2.3 of 5.5 MB on 6.18). A kernel module's BTF
+    (``/sys/kernel/btf/MODULE``, split BTF, 5.11+) holds only the strings the module
+    adds to vmlinux's. Raises :class:`OSError` if the file cannot be read and
+    :class:`BtfFormatError` if it is not BTF.
+    """
+    with open(path, "rb") as f:
+        head = f.read(HEADER)
+        size = os.fstat(f.fileno()).st_size
+        _, _, (start, end) = _header(head, size)
+        f.seek(start)
+        strings = f.read(end - start)
+    if len(strings) != end - start:
+        raise BtfFormatError(f"{path}: string section cut short ({len(strings)} of "
+                             f"{end - start} bytes)")
+    return _checked_strings(strings)
+
+
+#: ``typedef void (*btf_trace_NAME)(void *, ...)``: one per raw tracepoint BPF can open.
+_TRACE_TYPEDEF = re.compile(rb"\x00btf_trace_([A-Za-z0-9_]+)(?=\x00)")
+
+
+def raw_tracepoint_names(strings: bytes) -> list[str]:
+    """The raw tracepoint names in a BTF string section (its ``btf_trace_NAME`` strings).
+
+    >>> raw_tracepoint_names(b"\\x00btf_trace_sched_switch\\x00int\\x00")
+    ['sched_switch']
+
+    The kernel declares ``btf_trace_NAME`` beside each entry of its ``__bpf_raw_tp_map``
+    section (``include/trace/bpf_probe.h``), the table ``BPF_RAW_TRACEPOINT_OPEN`` looks
+    names up in; a ``__traceiter_`` symbol without one cannot be opened (ENOENT).
+    """
+    return [m.decode() for m in _TRACE_TYPEDEF.findall(strings)]
+
+
+def _as_bytes(data: bytes) -> bytes:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BtfFormatError(f"BTF must be bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if len(data) < HEADER:
-        raise BtfFormatError(f"{len(data)} bytes, shorter than the {HEADER}-byte header")
+    return bytes(data)
+
+
+def _header(data: bytes, size: int) -> tuple[str, tuple[int, int], tuple[int, int]]:
+    """Byte order and the absolute [start, end) of the type and string sections.
+
+    ``data`` holds at least the 24-byte header of a BTF blob of ``size`` bytes.
+    """
+    if len(data) < HEADER or size < HEADER:
+        raise BtfFormatError(f"{min(len(data), size)} bytes, shorter than the "
+                             f"{HEADER}-byte header")
     if struct.unpack_from("<H", data)[0] == MAGIC:
         order = "<"
     elif struct.unpack_from(">H", data)[0] == MAGIC:
@@ -255,25 +361,24 @@ def parse_btf(data: bytes) -> Btf:
         order + "HBBIIIII", data)
     if version != 1:
         raise BtfFormatError(f"version {version} (only version 1 exists)")
-    if hdr_len < HEADER or hdr_len > len(data):
-        raise BtfFormatError(f"header length {hdr_len} (expected {HEADER}.."
-                             f"{len(data)})")
-    body = len(data) - hdr_len
-    for what, off, size in (("type", type_off, type_len), ("string", str_off, str_len)):
-        if off + size > body:
-            raise BtfFormatError(f"{what} section [{off}, {off + size}) runs past the end "
+    if hdr_len < HEADER or hdr_len > size:
+        raise BtfFormatError(f"header length {hdr_len} (expected {HEADER}..{size})")
+    body = size - hdr_len
+    for what, off, length in (("type", type_off, type_len), ("string", str_off, str_len)):
+        if off + length > body:
+            raise BtfFormatError(f"{what} section [{off}, {off + length}) runs past the end "
                                  f"of the data ({body} bytes after the header)")
     if type_off % 4 or type_len % 4:
         raise BtfFormatError(f"type section offset {type_off} / length {type_len} "
                              "not a multiple of 4")
-    strings = data[hdr_len + str_off:hdr_len + str_off + str_len]
-    if str_len and strings[-1] != 0:
+    return (order, (hdr_len + type_off, hdr_len + type_off + type_len),
+            (hdr_len + str_off, hdr_len + str_off + str_len))
+
+
+def _checked_strings(strings: bytes) -> bytes:
+    if strings and strings[-1] != 0:
         raise BtfFormatError("the string section does not end with a NUL byte")
-    words: array[int] = array("I")
-    words.frombytes(data[hdr_len + type_off:hdr_len + type_off + type_len])
-    if (order == "<") != (sys.byteorder == "little"):
-        words.byteswap()
-    return Btf(words, _scan(words), strings)
+    return strings
 
 
 def _scan(words: array[int]) -> array[int]:

@@ -1,0 +1,236 @@
+"""Where tracefs and debugfs are mounted, and mounting them (the seed's ``mount -t``).
+
+Kept apart from :mod:`ebpfhooks.kernel.tracefs` (which re-exports everything here) so
+that finding tracefs imports nothing heavy: ``ebpfhooks list`` starts in milliseconds::
+
+    >>> from ebpfhooks.kernel.mounts import tracefs_root
+    >>> tracefs_root()  # doctest: +SKIP
+    PosixPath('/sys/kernel/tracing')
+
+Minimum kernel: tracefs exists since 4.1; before that the same files are under
+``<debugfs>/tracing``, which :func:`tracefs_root` also accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import namedtuple
+from pathlib import Path
+
+from ebpfhooks.errors import HookPermissionError, TracefsNotMountedError
+
+__all__ = [
+    "MOUNTS_FILE",
+    "Mount",
+    "clear_cache",
+    "debugfs_root",
+    "mount_tracefs",
+    "parse_mounts",
+    "tracefs_root",
+]
+
+#: Where the mount table of this process is read from.
+MOUNTS_FILE = Path("/proc/self/mounts")
+
+_TRACEFS_DEFAULT = Path("/sys/kernel/tracing")
+_DEBUGFS_DEFAULT = Path("/sys/kernel/debug")
+
+_MOUNT_HELP = (
+    "mount them as root with:\n"
+    "    mount -t tracefs tracefs /sys/kernel/tracing\n"
+    "    mount -t debugfs debugfs /sys/kernel/debug\n"
+    "or run `ebpfhooks doctor --fix`"
+)
+
+
+
+
+# --------------------------------------------------------------------------- mounts
+
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time of `list`)
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class Mount(NamedTuple):
+        device: str
+        mountpoint: str
+        fstype: str
+else:
+    Mount = namedtuple("Mount", ["device", "mountpoint", "fstype"])
+    Mount.__module__ = __name__
+Mount.__doc__ = """One line of ``/proc/self/mounts``: ``device``, ``mountpoint`` and ``fstype``.
+
+    >>> parse_mounts("tracefs /sys/kernel/tracing tracefs rw,relatime 0 0\\n")[0].fstype
+    'tracefs'
+    """
+
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape_mount_field(field: str) -> str:
+    """Undo the kernel's octal escapes (``\\040`` is a space) in a mounts field."""
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mounts(text: str) -> list[Mount]:
+    """Parse the text of ``/proc/self/mounts`` (or ``/proc/mounts``) into :class:`Mount` rows.
+
+    Fields are separated by spaces; spaces inside a field are written as ``\\040``.
+    Lines with fewer than three fields are skipped.
+
+    >>> [m.mountpoint for m in parse_mounts("debugfs /sys/kernel/debug debugfs rw 0 0\\n")]
+    ['/sys/kernel/debug']
+    """
+    out: list[Mount] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        out.append(Mount(*(_unescape_mount_field(p) for p in parts[:3])))
+    return out
+
+
+def _read_mounts() -> list[Mount]:
+    return parse_mounts(MOUNTS_FILE.read_text(encoding="utf-8", errors="surrogateescape"))
+
+
+def _pick_tracefs(mounts: list[Mount]) -> Path | None:
+    """Choose the tracefs directory from a mount table (pure; no file checks)."""
+    tracefs = [Path(m.mountpoint) for m in mounts if m.fstype == "tracefs"]
+    if _TRACEFS_DEFAULT in tracefs:
+        return _TRACEFS_DEFAULT
+    return tracefs[0] if tracefs else None
+
+
+def _pick_debugfs(mounts: list[Mount]) -> Path | None:
+    debugfs = [Path(m.mountpoint) for m in mounts if m.fstype == "debugfs"]
+    if _DEBUGFS_DEFAULT in debugfs:
+        return _DEBUGFS_DEFAULT
+    return debugfs[0] if debugfs else None
+
+
+_root_cache: list[Path] = []  # zero or one element: the last tracefs root found
+
+
+def tracefs_root() -> Path:
+    """Return the directory where tracefs is mounted, preferring ``/sys/kernel/tracing``.
+
+    Looks for a ``tracefs`` entry in ``/proc/self/mounts``; failing that, uses
+    ``<debugfs>/tracing`` if it holds ``available_events``. The answer is cached and
+    re-checked (one ``stat``) on every call, so an unmount is noticed.
+
+    >>> tracefs_root()  # doctest: +SKIP
+    PosixPath('/sys/kernel/tracing')
+
+    Minimum kernel: 4.1 for tracefs; older kernels through debugfs.
+
+    Raises:
+        TracefsNotMountedError: neither tracefs nor debugfs (with ``tracing``) is
+            mounted; the message gives the ``mount`` commands that fix it.
+    """
+    if _root_cache and (_root_cache[0] / "available_events").exists():
+        return _root_cache[0]
+    _root_cache.clear()
+    mounts = _read_mounts()
+    root = _pick_tracefs(mounts)
+    if root is None:
+        debugfs = _pick_debugfs(mounts)
+        if debugfs is not None and (debugfs / "tracing" / "available_events").exists():
+            root = debugfs / "tracing"
+    if root is None:
+        raise TracefsNotMountedError(
+            f"tracefs is not mounted: {MOUNTS_FILE} has no 'tracefs' entry and no debugfs "
+            f"mount with tracing/available_events; tracepoints, uprobes and kprobes need it; "
+            + _MOUNT_HELP,
+            missing="tracefs",
+        )
+    _root_cache.append(root)
+    return root
+
+
+def debugfs_root() -> Path | None:
+    """Return where debugfs is mounted (preferring ``/sys/kernel/debug``), or ``None``.
+
+    >>> debugfs_root()  # doctest: +SKIP
+    PosixPath('/sys/kernel/debug')
+    """
+    return _pick_debugfs(_read_mounts())
+
+
+_MOUNT_TARGETS: tuple[tuple[str, Path], ...] = (
+    ("tracefs", _TRACEFS_DEFAULT),
+    ("debugfs", _DEBUGFS_DEFAULT),
+)
+
+_PERMISSION_WORDS = ("permission denied", "must be superuser", "only root", "not permitted")
+
+
+def mount_tracefs() -> list[str]:
+    """Mount tracefs at ``/sys/kernel/tracing`` and debugfs at ``/sys/kernel/debug`` if needed.
+
+    Runs ``mount -t FSTYPE FSTYPE DIR`` (fixed argv, no shell) for each file system not
+    already mounted at its usual place, and returns one line per action taken (an empty
+    list when both were already there).
+
+    >>> mount_tracefs()  # doctest: +SKIP
+    ['mounted tracefs at /sys/kernel/tracing', 'mounted debugfs at /sys/kernel/debug']
+
+    Minimum kernel: 4.1 for tracefs (debugfs is older).
+
+    Raises:
+        HookPermissionError: not allowed to mount (needs root / CAP_SYS_ADMIN).
+        TracefsNotMountedError: ``mount`` is missing or failed for another reason
+            (for example the kernel lacks tracefs).
+    """
+    import subprocess  # here, not at the top: finding tracefs must import nothing heavy
+
+    done: list[str] = []
+    mounted = {(m.fstype, Path(m.mountpoint)) for m in _read_mounts()}
+    for fstype, target in _MOUNT_TARGETS:
+        if (fstype, target) in mounted:
+            continue
+        argv = ["mount", "-t", fstype, fstype, str(target)]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        except FileNotFoundError as err:
+            raise TracefsNotMountedError(
+                f"cannot mount {fstype} at {target}: the mount(8) command is not installed; "
+                "install util-linux (or mount from another tool) and retry",
+                missing=fstype,
+            ) from err
+        if proc.returncode != 0:
+            raise _mount_failure(argv, proc.returncode, proc.stderr)
+        done.append(f"mounted {fstype} at {target}")
+    if done:
+        clear_cache()
+        from ebpfhooks.kernel import tracefs
+
+        tracefs.clear_cache()  # lists read while debugfs was missing (kprobe blacklist)
+    return done
+
+
+def _mount_failure(argv: list[str], returncode: int, stderr: str) -> Exception:
+    """Turn a failed ``mount`` run into the typed error it means (pure)."""
+    command = " ".join(argv)
+    detail = stderr.strip() or f"exit status {returncode}"
+    if any(word in detail.lower() for word in _PERMISSION_WORDS):
+        return HookPermissionError(
+            f"`{command}` was refused ({detail}): mounting needs root (CAP_SYS_ADMIN); "
+            "rerun as root, e.g. with sudo",
+            capability="CAP_SYS_ADMIN",
+        )
+    return TracefsNotMountedError(
+        f"`{command}` failed ({detail}); check that the kernel has CONFIG_TRACING / "
+        "CONFIG_DEBUG_FS and that the mount point exists",
+        missing=argv[2],
+    )
+
+
+def clear_cache() -> None:
+    """Forget where tracefs was found (the next :func:`tracefs_root` looks again).
+
+    >>> clear_cache()
+    """
+    _root_cache.clear()
