@@ -46,7 +46,7 @@ def _script(name: str, *args: str) -> str:
 
 
 def agreement(first: bench.BenchReport, second: bench.BenchReport) -> dict[str, float]:
-    """Per kind: |a - b| / mean(a, b) of the two runs' median extra ns per event."""
+    """Per kind: |a - b| / mean(a, b) of the two runs' extra ns per event."""
     out = {}
     for a, b in zip(first.results, second.results, strict=True):
         if a.overhead_ns is None or b.overhead_ns is None:
@@ -63,17 +63,18 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE", help="write every result as JSON too")
     parser.add_argument("--no-vm", action="store_true", help="skip the VM kernel's bench")
     args = parser.parse_args()
-    rounds = 3 if args.quick else 7
+    rounds = 7 if args.quick else None
     results: dict[str, Any] = {}
 
-    _section(f"ebpfhooks bench: extra ns per event, two runs of {rounds} rounds")
+    _section("ebpfhooks bench: extra ns per event, two runs of "
+             f"{rounds or 'the default'} rounds")
     runs = []
     for i in (1, 2):
         report = bench.run(rounds=rounds)
         runs.append(report)
         print(f"-- run {i}\n{report.format_table()}", flush=True)
     agree = agreement(*runs)
-    print("\nrun 1 vs run 2, |a-b|/mean of the median extra ns per event: " +
+    print("\nrun 1 vs run 2, |a-b|/mean of the extra ns per event: " +
           ", ".join(f"{k} {v:.0%}" for k, v in agree.items()))
     results["overhead"] = [r.to_dict() for r in runs]
     results["overhead_agreement"] = agree

@@ -98,9 +98,15 @@ _MODE = {"kprobe": "syscall", "kretprobe": "syscall", "tracepoint": "syscall",
          "raw_tracepoint": "syscall", "uprobe": "call", "uretprobe": "call",
          "xdp": "send", "raw_socket": "send"}
 
-#: Events per timed batch at scale 1.0 (each batch takes ~20-60 ms here).
-BATCH_EVENTS = {"syscall": 100_000, "call": 20_000, "send": 20_000}
+#: Events per timed batch at scale 1.0 (each batch takes ~10-60 ms here).
+BATCH_EVENTS = {"syscall": 50_000, "call": 10_000, "send": 10_000}
 BATCHES = 5
+#: Rounds per kind by default, by trigger. Many short rounds summarised by their
+#: interquartile mean repeat within a few percent on a quiet machine; 5-7 long rounds
+#: summarised by the median did not (on this 2-vCPU VM a syscall's cost jumps between
+#: ~215 and ~290 ns, and a frame's receive softirq now and then runs in ksoftirqd).
+#: Packets are the noisiest (a few hundred ns on a ~2.5 us path), calls the least.
+DEFAULT_ROUNDS = {"syscall": 41, "call": 21, "send": 81}
 
 _FN = {"kprobe": "bench_kprobe", "kretprobe": "bench_kretprobe", "tracepoint": "bench_tp",
        "raw_tracepoint": "bench_rawtp", "xdp": "bench_xdp", "uprobe": "bench_uprobe",
@@ -109,6 +115,17 @@ _FN = {"kprobe": "bench_kprobe", "kretprobe": "bench_kretprobe", "tracepoint": "
 BENCH_ETHERTYPE = 0x88B6
 #: How a batch is timed: the trigger's CPU time (default) or wall time.
 CLOCKS = ("cpu", "wall")
+
+
+def _iqm(values: Sequence[float]) -> float:
+    """Interquartile mean: the mean of the middle half (all values when fewer than 4).
+
+    >>> _iqm([1, 2, 3, 4, 100, -50, 2, 3])
+    2.5
+    """
+    ordered = sorted(values)
+    cut = len(ordered) // 4
+    return statistics.fmean(ordered[cut:len(ordered) - cut])
 TARGET_FUNCTION = "ehk_bench_target"
 _NR_GETPPID = {"x86_64": 110, "aarch64": 173, "riscv64": 173, "ppc64le": 64, "s390x": 64}
 
@@ -267,8 +284,9 @@ class KindResult:
     """The measured overhead of one hook kind (per event, in nanoseconds).
 
     ``rounds`` holds one ``(baseline, hooked)`` pair of ns per event per round
-    (each the median of the round's timed batches); ``hits``/``expected`` is the
-    BPF program's own count against the events triggered while attached.
+    (each the median of the round's timed batches); the figures are interquartile
+    means over rounds; ``hits``/``expected`` is the BPF program's own count against
+    the events triggered while attached; ``clock`` how batches were timed.
     """
 
     kind: str
@@ -281,6 +299,7 @@ class KindResult:
     rounds: list[tuple[float, float]] = field(default_factory=list)
     hits: int = 0
     expected: int = 0
+    clock: str = "cpu"
 
     @property
     def seed_rating(self) -> str:
@@ -298,18 +317,19 @@ class KindResult:
 
     @property
     def baseline_ns(self) -> float | None:
-        """Median ns per event of the loop without the hook."""
-        return statistics.median(b for b, _ in self.rounds) if self.rounds else None
+        """Ns per event of the loop without the hook (interquartile mean over rounds)."""
+        return _iqm([b for b, _ in self.rounds]) if self.rounds else None
 
     @property
     def hooked_ns(self) -> float | None:
-        """Median ns per event of the loop with the hook attached."""
-        return statistics.median(h for _, h in self.rounds) if self.rounds else None
+        """Ns per event of the loop with the hook attached (interquartile mean over rounds)."""
+        return _iqm([h for _, h in self.rounds]) if self.rounds else None
 
     @property
     def overhead_ns(self) -> float | None:
-        """Median over rounds of the extra ns per event the hook adds."""
-        return statistics.median(self._overheads()) if self.rounds else None
+        """The extra ns per event the hook adds: the interquartile mean over rounds of
+        *hooked - baseline* (robust to the rounds a preemption or a slow host spoils)."""
+        return _iqm(self._overheads()) if self.rounds else None
 
     @property
     def spread_ns(self) -> tuple[float, float] | None:
@@ -330,6 +350,7 @@ class KindResult:
             "reason": self.reason,
             "events_per_batch": self.events_per_batch,
             "batches": self.batches,
+            "clock": self.clock,
             "rounds": [{"baseline_ns": b, "hooked_ns": h} for b, h in self.rounds],
             "baseline_ns": base,
             "hooked_ns": hooked,
@@ -351,7 +372,7 @@ class BenchReport:
     kernel: str
     cpus: int
     cpu: int | None
-    rounds: int
+    rounds: int | None
     scale: float
     results: list[KindResult]
     clock: str = "cpu"
@@ -369,8 +390,15 @@ class BenchReport:
             "kinds": [r.to_dict() for r in self.results],
         }
 
+    def rounds_text(self) -> str:
+        """The rounds run per kind, e.g. ``'41 (syscalls), 21 (calls), 81 (packets)'``."""
+        if self.rounds is not None:
+            return str(self.rounds)
+        return ", ".join(f"{DEFAULT_ROUNDS[m]} ({w})" for m, w in
+                         (("syscall", "syscalls"), ("call", "calls"), ("send", "packets")))
+
     def format_table(self) -> str:
-        """A text table: ns per event (median, min-max), events/s, the counter's proof."""
+        """A text table: ns per event (interquartile mean, min-max), events/s, the proof."""
         head = ("kind", "seed", "trigger", "base ns", "hooked ns", "+ns/event", "(min..max)",
                 "events/s base -> hooked", "hits")
         rows: list[tuple[str, ...]] = [head]
@@ -395,8 +423,8 @@ class BenchReport:
         ]
         lines.insert(1, "-" * len(lines[0]))
         footer = (f"kernel {self.kernel}, {self.cpus} CPUs, trigger pinned to CPU {self.cpu}, "
-                  f"{self.rounds} rounds, {self.clock} time; +ns/event = hooked - base, "
-                  "median over rounds")
+                  f"{self.rounds_text()} rounds, {self.clock} time; +ns/event = hooked - base, "
+                  "interquartile mean over rounds")
         return "\n".join([*lines, "", footer, *notes])
 
     def plot(self, path: str | os.PathLike[str]) -> None:
@@ -432,7 +460,7 @@ class BenchReport:
                 else "not supported on this kernel"
             ax.text(v + h if r in done else 0, y, "  " + label, va="center", fontsize=8)
         ax.set_xlim(0, top * 1.3)
-        ax.set_xlabel("extra ns per event (median over rounds, bars: min..max)")
+        ax.set_xlabel("extra ns per event (interquartile mean over rounds, bars: min..max)")
         ax.set_title(f"Hook overhead, kernel {self.kernel}", fontsize=10)
         fig.tight_layout()
         fig.savefig(os.fspath(path))
@@ -598,7 +626,7 @@ def parse_kinds(kinds: Sequence[str] | None) -> list[str]:
 
 def run(
     kinds: Sequence[str] | None = None,
-    rounds: int = 5,
+    rounds: int | None = None,
     *,
     scale: float = 1.0,
     cpu: int | None = -2,
@@ -608,15 +636,15 @@ def run(
     """Measure the extra ns per event of each kind the kernel supports.
 
     ``kinds``: kind names (default: all eight); ``rounds``: alternating
-    without/with rounds (each ``5`` timed batches); ``scale`` multiplies the
-    events per batch; ``cpu``: the CPU the trigger is pinned to (default: the
-    last one this process may use; ``None``: not pinned). ``clock``: ``"cpu"``
-    (default) times each batch by the trigger's own CPU time
-    (``CLOCK_THREAD_CPUTIME_ID``: the syscall, the uprobe trap and the softirq that
-    receives the frames all run in the trigger's context, while time other
+    without/with rounds (each ``5`` timed batches; see below for the default);
+    ``scale`` multiplies the events per batch; ``cpu``: the CPU the trigger is pinned
+    to (default: the last one this process may use; ``None``: not pinned). ``clock``: ``"cpu"``
+    times each batch by the trigger's own CPU time (``CLOCK_THREAD_CPUTIME_ID``: the
+    syscall and the uprobe trap run in the trigger's context, while time other
     processes take the CPU away does not count, so a shared machine disturbs it
-    less), ``"wall"`` by ``CLOCK_MONOTONIC`` like the selftests. ``progress`` gets
-    a line per step.
+    less; the default), ``"wall"`` by ``CLOCK_MONOTONIC`` like the selftests.
+    ``rounds=None`` runs :data:`DEFAULT_ROUNDS` for the kind's trigger. ``progress``
+    gets a line per step.
 
     Raises :class:`ebpfhooks.HookPermissionError` without root,
     :class:`ebpfhooks.BccNotFoundError` without bcc and
@@ -630,9 +658,9 @@ def run(
     if clock not in CLOCKS:
         raise SpecError(f"unknown clock {clock!r}", spec=clock, column=0, length=len(clock),
                         hint=f"choose from {', '.join(CLOCKS)}")
-    if rounds < 1:
+    if rounds is not None and rounds < 1:
         raise SpecError("rounds must be at least 1", spec=str(rounds), column=0,
-                        length=len(str(rounds)), hint="e.g. --rounds 5")
+                        length=len(str(rounds)), hint="e.g. --rounds 21")
     if os.geteuid() != 0:
         raise HookPermissionError(
             "ebpfhooks bench loads BPF programs and makes a veth pair: run it as root",
@@ -674,8 +702,9 @@ def run(
                     result.reason = str(err).splitlines()[0]
                     say(f"{kind}: not supported: {result.reason}")
                     continue
-                say(f"{kind}: {rounds} rounds on {spec}")
-                _measure(result, hook, Program(bpf, _FN[kind]), trig, bpf, rounds, scale,
+                n_rounds = rounds if rounds is not None else DEFAULT_ROUNDS[_MODE[kind]]
+                say(f"{kind}: {n_rounds} rounds on {spec}")
+                _measure(result, hook, Program(bpf, _FN[kind]), trig, bpf, n_rounds, scale,
                          clock)
     finally:
         bpf.cleanup()
@@ -693,7 +722,7 @@ def _measure(result: KindResult, hook: Any, prog: Any, trig: _Trigger, bpf: Any,
     mode = _MODE[result.kind]
     n = max(1, int(BATCH_EVENTS[mode] * scale))
     batches = BATCHES
-    result.events_per_batch, result.batches = n, batches
+    result.events_per_batch, result.batches, result.clock = n, batches, clock
     trig.run(mode, n, 1)  # warm-up
     for r in range(rounds):
         # alternate which run goes first, so a drift in load biases neither side
@@ -736,8 +765,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` options, for the CLI's subparser."""
     parser.add_argument("--kinds", nargs="+", metavar="KIND",
-                        help=f"kinds to measure (default: all): {', '.join(KIND_ORDER)}")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per kind (default 5)")
+                        help=f"kinds to measure (default: all; commas allowed): "
+                             f"{', '.join(KIND_ORDER)}")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds per kind (default: 41 for syscalls, 21 for calls, "
+                             "81 for packets)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply the events per batch (default 1.0)")
     parser.add_argument("--cpu", type=int, default=-2,

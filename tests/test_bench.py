@@ -23,7 +23,7 @@ KIND_KEYS = {
     "kind", "spec", "trigger", "seed_rating", "supported", "reason", "events_per_batch",
     "batches", "rounds", "baseline_ns", "hooked_ns", "overhead_ns", "overhead_min_ns",
     "overhead_max_ns", "baseline_events_per_s", "hooked_events_per_s", "hits", "expected",
-    "proven",
+    "proven", "clock",
 }
 
 
@@ -49,6 +49,26 @@ def test_error_parse_kinds_unknown_kind() -> None:
         bench.parse_kinds(["tracepoint,fentry"])
     assert "unknown hook kind 'fentry'" in str(info.value)
     assert "choose from kprobe, kretprobe" in str(info.value)
+
+
+def test_interquartile_mean_ignores_the_spoiled_rounds() -> None:
+    # a round a preemption spoiled (+900) or a deferred softirq flattered (-300) does not
+    # move the figure, where a mean would; the median would follow the middle one alone
+    rounds = [(100.0, 150.0 + d) for d in (0, 2, -2, 4, -4, 1, 900, -400)]
+    done = bench.KindResult("tracepoint", "tracepoint:syscalls:sys_enter_getppid",
+                            bench.TRIGGERS["tracepoint"], rounds=rounds)
+    assert done.overhead_ns == pytest.approx(50.25)
+    assert done.spread_ns == (-350.0, 950.0)
+    assert bench._iqm([7.0]) == 7.0 and bench._iqm([1.0, 3.0]) == 2.0
+
+
+def test_default_rounds_by_trigger_and_the_footer() -> None:
+    assert bench.DEFAULT_ROUNDS == {"syscall": 41, "call": 21, "send": 81}
+    report = _report()
+    assert "3 rounds" in report.format_table()
+    report.rounds = None
+    assert "41 (syscalls), 21 (calls), 81 (packets) rounds" in report.format_table()
+    assert "interquartile mean over rounds" in report.format_table()
 
 
 def test_error_rounds_must_be_positive() -> None:
