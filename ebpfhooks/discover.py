@@ -1145,20 +1145,6 @@ class Suggestion:
 
 
 #: Kernel functions whose stable replacement is not named after them (domain knowledge).
-_KNOWN_STABLE: dict[str, tuple[str, str]] = {
-    "tcp_connect": ("tracepoint:sock:inet_sock_set_state",
-                    "fires on every TCP state change; an active connect is "
-                    "newstate == TCP_SYN_SENT (what bcc's tcpstates/tcplife use)"),
-    "tcp_v4_connect": ("tracepoint:sock:inet_sock_set_state",
-                       "an IPv4 active connect is newstate == TCP_SYN_SENT, family AF_INET"),
-    "tcp_v6_connect": ("tracepoint:sock:inet_sock_set_state",
-                       "an IPv6 active connect is newstate == TCP_SYN_SENT, family AF_INET6"),
-    "tcp_close": ("tracepoint:sock:inet_sock_set_state", "newstate == TCP_CLOSE"),
-    "do_exit": ("tracepoint:sched:sched_process_exit", "fires as a task exits"),
-    "wake_up_new_task": ("tracepoint:sched:sched_process_fork", "fires on fork/clone"),
-    "finish_task_switch": ("tracepoint:sched:sched_switch", "fires on every context switch"),
-    "exec_binprm": ("tracepoint:sched:sched_process_exec", "fires after a successful exec"),
-}
 
 _MAX_KERNEL_FUNCS = 8
 
@@ -1195,7 +1181,7 @@ def suggest(word: str) -> Suggestion:
 
     Raises :class:`SpecError` when ``word`` is not a plain name (letters, digits, ``_``).
     """
-    from ebpfhooks.hooks.kprobe import stable_alternative
+    from ebpfhooks.hooks.kprobe import KNOWN_STABLE, stable_alternative
     from ebpfhooks.kernel import features
     from ebpfhooks.kernel.features import FeatureStatus
     from ebpfhooks.kernel.tracefs import list_tracepoints
@@ -1218,7 +1204,7 @@ def suggest(word: str) -> Suggestion:
                2: "the syscall's return", 3: "a variant of the syscall"}.get(rank,
                                                                                "contains it")
         cands.append(Candidate(f"tracepoint:{cat}:{ev}", "tracepoint", True, True, why))
-    known = _KNOWN_STABLE.get(word)
+    known = KNOWN_STABLE.get(word)
     if known and known[0] in have_tp and all(c.spec != known[0] for c in cands):
         cands.append(Candidate(known[0], "tracepoint", True, True, known[1]))
     alt = stable_alternative(word)

@@ -349,3 +349,12 @@ def test_error_suggest_takes_a_word() -> None:
         discover.suggest("exec ve")
     with pytest.raises(SpecError, match="ebpfhooks list"):
         discover.suggest("exec*")
+
+
+@pytest.mark.live
+def test_stable_alternative_and_suggest_agree(live: None) -> None:
+    from ebpfhooks.hooks.kprobe import KNOWN_STABLE, stable_alternative
+
+    for word in [*KNOWN_STABLE, "do_sys_openat2", "do_execveat_common"]:
+        assert stable_alternative(word) == discover.suggest(word).recommended, word
+    assert stable_alternative("do_exit") == "tracepoint:sched:sched_process_exit"

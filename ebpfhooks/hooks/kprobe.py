@@ -249,15 +249,34 @@ def _core_word(symbol: str) -> str:
     return name
 
 
+#: Kernel functions whose stable tracepoint is not named after them: (spec, why).
+#: ``stable_alternative`` and ``ebpfhooks suggest`` both answer from it first.
+KNOWN_STABLE: dict[str, tuple[str, str]] = {
+    "tcp_connect": ("tracepoint:sock:inet_sock_set_state",
+                    "fires on every TCP state change; an active connect is "
+                    "newstate == TCP_SYN_SENT (what bcc's tcpstates/tcplife use)"),
+    "tcp_v4_connect": ("tracepoint:sock:inet_sock_set_state",
+                       "an IPv4 active connect is newstate == TCP_SYN_SENT, family AF_INET"),
+    "tcp_v6_connect": ("tracepoint:sock:inet_sock_set_state",
+                       "an IPv6 active connect is newstate == TCP_SYN_SENT, family AF_INET6"),
+    "tcp_close": ("tracepoint:sock:inet_sock_set_state", "newstate == TCP_CLOSE"),
+    "do_exit": ("tracepoint:sched:sched_process_exit", "fires as a task exits"),
+    "wake_up_new_task": ("tracepoint:sched:sched_process_fork", "fires on fork/clone"),
+    "finish_task_switch": ("tracepoint:sched:sched_switch", "fires on every context switch"),
+    "exec_binprm": ("tracepoint:sched:sched_process_exec", "fires after a successful exec"),
+}
+
+
 def stable_alternative(symbol: str) -> str | None:
     """A stable tracepoint that observes what the kernel function ``symbol`` does, if any.
 
     >>> stable_alternative("do_sys_openat2")                 # doctest: +SKIP
     'tracepoint:syscalls:sys_enter_openat'
 
-    The seed's rule: prefer the stable tracepoint. Looks for a syscall
-    tracepoint named after the function (trailing version digits dropped
-    first: ``openat2`` -> ``openat``), then a tracepoint event of the same name.
+    The seed's rule: prefer the stable tracepoint. Looks in :data:`KNOWN_STABLE`
+    (``do_exit`` -> ``sched:sched_process_exit``), then for a syscall tracepoint named
+    after the function (trailing version digits dropped first: ``openat2`` ->
+    ``openat``), then a tracepoint event of the same name.
     Returns ``None`` when tracefs is not readable or nothing fits.
     """
     from ebpfhooks.errors import EbpfHooksError
@@ -268,6 +287,9 @@ def stable_alternative(symbol: str) -> str | None:
     except (OSError, EbpfHooksError):
         return None
     have = set(tps)
+    known = KNOWN_STABLE.get(symbol)
+    if known is not None and tuple(known[0].split(":")[1:]) in have:
+        return known[0]
     core = _core_word(symbol)
     words = [core.rstrip("0123456789"), core] if core.rstrip("0123456789") else [core]
     for word in words:
