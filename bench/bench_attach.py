@@ -177,9 +177,10 @@ def _wildcard(bpf: Any, bcc: Any, sizes: list[int], runs: int) -> list[dict[str,
 def _wildcard_own(bcc: Any, sizes: list[int], runs: int) -> list[dict[str, Any]]:
     """User-side work of a wildcard attach, without the kernel calls, for both tools.
 
-    ebpfhooks: ``expand`` (or ``function_symbols``) and, per hook, the checks and
-    ``resolve()`` that ``attach`` runs; bcc: ``get_user_addresses`` and, per address, the
-    ``_check_path_symbol`` that ``attach_uprobe(addr=...)`` runs. A fresh copy of the
+    ebpfhooks: ``expand(spec).resolve()`` (the checks once per kind and the targets in
+    bulk, as ``HookSet.attach`` runs them before the kernel); bcc:
+    ``get_user_addresses`` and, per address, the ``_check_path_symbol`` that
+    ``attach_uprobe(addr=...)`` runs. A fresh copy of the
     library per run.
     """
     use_expand = hasattr(ebpfhooks, "expand")
@@ -194,15 +195,17 @@ def _wildcard_own(bcc: Any, sizes: list[int], runs: int) -> list[dict[str, Any]]
                     shutil.copy(lib, copy)
                     t0 = time.perf_counter()
                     if side == 0:
-                        hooks = (list(ebpfhooks.expand(f"uprobe:{copy}:ehk_w_*")) if use_expand
-                                 else [ebpfhooks.Uprobe(str(copy), ebpfhooks.Symbol(s.name))
-                                       for s in function_symbols(copy)
-                                       if fnmatch.fnmatchcase(s.name, "ehk_w_*")])
-                        for hook in hooks:
-                            hook.check_privileges()
-                            hook.check_supported()
-                            hook.resolve()
-                        count = len(hooks)
+                        if use_expand:  # what HookSet.attach checks before the kernel
+                            count = len(ebpfhooks.expand(f"uprobe:{copy}:ehk_w_*").resolve())
+                        else:
+                            hooks = [ebpfhooks.Uprobe(str(copy), ebpfhooks.Symbol(s.name))
+                                     for s in function_symbols(copy)
+                                     if fnmatch.fnmatchcase(s.name, "ehk_w_*")]
+                            for hook in hooks:
+                                hook.check_privileges()
+                                hook.check_supported()
+                                hook.resolve()
+                            count = len(hooks)
                     else:
                         name = str(copy).encode()
                         addrs = bcc.BPF.get_user_addresses(name, rb"^ehk_w_[0-9]+$")

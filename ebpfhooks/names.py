@@ -52,6 +52,9 @@ def _show(ch: str) -> str:
     return repr(ch)
 
 
+_WHOLE: dict[tuple[str, str], re.Pattern[str]] = {}
+
+
 def _check(
     name: str,
     what: str,
@@ -60,6 +63,12 @@ def _check(
     alphabet: str,
     max_len: int,
 ) -> Problem | None:
+    whole = _WHOLE.get((first.pattern, rest.pattern))
+    if whole is None:
+        whole = _WHOLE[first.pattern, rest.pattern] = re.compile(first.pattern + rest.pattern
+                                                                 + "*")
+    if len(name) <= max_len and whole.fullmatch(name):
+        return None  # the common case in one regex; the loop below finds what is wrong
     if not name:
         return (0, 1, f"empty {what}")
     for i, ch in enumerate(name):
@@ -115,6 +124,8 @@ def check_path(path: str) -> Problem | None:
     """A uprobe target: a path or a name; it is opened as a path, never pasted into text."""
     if not path:
         return (0, 1, "empty binary path or name")
+    if path.isprintable() and "*" not in path and "?" not in path and len(path) <= PATH_LEN:
+        return None  # the common case; the loop below finds what is wrong
     for i, ch in enumerate(path):
         if ch == "\x00" or not ch.isprintable():
             return (i, 1, f"control character {ch!r} in a binary path")

@@ -349,11 +349,20 @@ def test_error_unprivileged_names_the_capability() -> None:
     assert "run as root" in lines[1]
 
 
-def test_link_group_is_all_or_nothing(fake_bcc: list[Any]) -> None:
+def test_link_group_is_all_or_nothing(fake_bcc: list[Any],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     bpf = FakeBPFClass()
     hooks = [Hook.from_spec("t:syscalls:sys_enter_openat"), Hook.from_spec("t:sched:sched_switch"),
-             Hook.from_spec("t:syscalls:sys_enter_nosuch")]
-    with pytest.raises(ebpfhooks.TracepointNotFoundError):
+             Hook.from_spec("t:syscalls:sys_enter_close")]
+    real = bpf.attach_tracepoint
+
+    def third_refused(tp: bytes, fn_name: bytes) -> None:
+        if sum(c[0] == "attach_tracepoint" for c in fake_bcc) == 2:
+            raise Exception("Failed to attach BPF program b'fn' to tracepoint")
+        real(tp, fn_name)
+
+    monkeypatch.setattr(bpf, "attach_tracepoint", third_refused)
+    with pytest.raises(ebpfhooks.AttachError):
         ebpfhooks.LinkGroup.attach_all(hooks, bpf, "fn")
     # the two that attached were detached again, last first
     assert [c[:2] for c in fake_bcc] == [
@@ -362,6 +371,14 @@ def test_link_group_is_all_or_nothing(fake_bcc: list[Any]) -> None:
         ("detach_tracepoint", "sched:sched_switch"),
         ("detach_tracepoint", "syscalls:sys_enter_openat"),
     ]
+
+
+def test_link_group_checks_every_target_before_attaching(fake_bcc: list[Any]) -> None:
+    hooks = [Hook.from_spec("t:syscalls:sys_enter_openat"), Hook.from_spec("t:sched:sched_switch"),
+             Hook.from_spec("t:syscalls:sys_enter_nosuch")]
+    with pytest.raises(ebpfhooks.TracepointNotFoundError):
+        ebpfhooks.LinkGroup.attach_all(hooks, FakeBPFClass(), "fn")
+    assert fake_bcc == []  # the kernel was never asked
 
 
 def test_link_group_optional_records_what_it_skipped(fake_bcc: list[Any]) -> None:

@@ -20,6 +20,7 @@ import bisect
 import os
 import pathlib
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import attrs
 
@@ -38,6 +39,7 @@ from ebpfhooks.elf.symbols import ElfSymbol, SymbolIndex, split_version, unique
 from ebpfhooks.errors import (
     AmbiguousSymbolError,
     BinaryNotFoundError,
+    EbpfHooksError,
     HookPermissionError,
     ImportedSymbolError,
     LibraryNotFoundError,
@@ -54,6 +56,7 @@ __all__ = [
     "resolve_binary",
     "resolve_file_offset",
     "resolve_symbol",
+    "resolve_symbols",
 ]
 
 _LIB_DIRS = ("/lib", "/usr/lib", "/lib64", "/usr/lib64", "/usr/local/lib")
@@ -327,6 +330,53 @@ class _Loaded:
         self._debug: dict[pathlib.Path, tuple[SymbolIndex, str] | None] = {}
         self._functions: dict[pathlib.Path, list[ElfSymbol]] = {}
         self._plain: dict[pathlib.Path, list[str]] = {}
+        self._lookups = 0
+        self._by_name: dict[pathlib.Path, tuple[dict[str, list[ElfSymbol]], str | None]] = {}
+
+    def candidates(self, base: str, root: pathlib.Path) -> tuple[list[ElfSymbol], str | None]:
+        """The defined, non-zero definitions of ``base``, and the debug file they came from.
+
+        The first lookups in a file go through its hash table and sorted tables; from
+        the 17th on (a wildcard resolving hundreds of functions of one file) a name
+        index built once answers: the same symbols in the same order.
+        """
+        index = self._by_name.get(root)
+        if index is not None:
+            names, note = index
+            found = names.get(base, [])
+            # as below: the debug file is named when the name was not exported
+            exported = bool(found) and not found[0].table.startswith("debug:")
+            return found, None if exported else note
+        self._lookups += 1
+        if self._lookups > _INDEX_AFTER:
+            self._by_name[root] = self._name_index(root)
+            return self.candidates(base, root)
+        found = [s for s in self.index.lookup(base) if s.defined and s.value]
+        if found or self.index.symtab is not None:
+            return found, None
+        dbg = self.debug(root)
+        if dbg is None or dbg[0].symtab is None:
+            return found, None
+        return [s for s in dbg[0].symtab.find(base) if s.defined and s.value], dbg[1]
+
+    def _name_index(self, root: pathlib.Path
+                    ) -> tuple[dict[str, list[ElfSymbol]], str | None]:
+        names: dict[str, list[ElfSymbol]] = {}
+        for s in self.index.all():  # .dynsym first, then .symtab, as lookup() orders them
+            if s.defined and s.value:
+                names.setdefault(s.name, []).append(s)
+        if self.index.symtab is not None:
+            return names, None
+        dbg = self.debug(root)
+        if dbg is None or dbg[0].symtab is None:
+            return names, None
+        # stripped: a name not exported is looked up in the debug file's .symtab
+        extra: dict[str, list[ElfSymbol]] = {}
+        for s in dbg[0].symtab.all():
+            if s.defined and s.value and s.name not in names:
+                extra.setdefault(s.name, []).append(s)
+        names.update(extra)
+        return names, dbg[1]
 
     def plain_function_names(self, root: pathlib.Path) -> list[str]:
         """Names of the FUNC (not IFUNC) symbols, computed once per debug root."""
@@ -360,6 +410,9 @@ class _Loaded:
             self._functions[root] = sorted(unique(funcs), key=lambda s: (s.value, s.name))
         return self._functions[root]
 
+
+#: Lookups in one file after which it gets a name index (see ``_Loaded.candidates``).
+_INDEX_AFTER = 16
 
 _CACHE: OrderedDict[tuple[int, int, int, int], _Loaded] = OrderedDict()
 _CACHE_SIZE = 32
@@ -435,17 +488,6 @@ def _rank(s: ElfSymbol) -> tuple[int, int, int, int]:
             0 if s.version else 1, -s.size)
 
 
-def _candidates(loaded: _Loaded, base: str, root: pathlib.Path
-                ) -> tuple[list[ElfSymbol], str | None]:
-    found = [s for s in loaded.index.lookup(base) if s.defined and s.value]
-    if found or loaded.index.symtab is not None:
-        return found, None
-    dbg = loaded.debug(root)
-    if dbg is None or dbg[0].symtab is None:
-        return found, None
-    return [s for s in dbg[0].symtab.find(base) if s.defined and s.value], dbg[1]
-
-
 def resolve_symbol(path: pathlib.Path, name: str, offset: int = 0, *,
                    debug_root: pathlib.Path = DEFAULT_DEBUG_ROOT) -> UserTarget:
     """Resolve ``name[+offset]`` in the ELF file ``path`` to the file offset to probe.
@@ -470,12 +512,40 @@ def resolve_symbol(path: pathlib.Path, name: str, offset: int = 0, *,
     :class:`~ebpfhooks.errors.WrongArchitectureError`.
     """
     path = pathlib.Path(path)
+    return _resolve_symbol_in(_load(path), path, name, offset, debug_root)
+
+
+def resolve_symbols(path: pathlib.Path, requests: Sequence[tuple[str, int]], *,
+                    debug_root: pathlib.Path = DEFAULT_DEBUG_ROOT
+                    ) -> list[UserTarget | EbpfHooksError]:
+    """:func:`resolve_symbol` for many ``(name, offset)`` pairs of one file, in bulk.
+
+    The file is checked and loaded once; each result is the target or the error
+    :func:`resolve_symbol` would raise for that pair. Errors of the file itself (not
+    found, not ELF) are raised.
+
+    >>> resolve_symbols(pathlib.Path("/usr/bin/bash"), [("readline", 0), ("nope", 0)])
+    ... # doctest: +SKIP
+    [UserTarget(path=PosixPath('/usr/bin/bash'), symbol='readline', ...), SymbolNotFoundError(...)]
+    """
+    path = pathlib.Path(path)
     loaded = _load(path)
+    out: list[UserTarget | EbpfHooksError] = []
+    for name, offset in requests:
+        try:
+            out.append(_resolve_symbol_in(loaded, path, name, offset, debug_root))
+        except EbpfHooksError as err:
+            out.append(err)
+    return out
+
+
+def _resolve_symbol_in(loaded: _Loaded, path: pathlib.Path, name: str, offset: int,
+                       debug_root: pathlib.Path) -> UserTarget:
     base, version, default = split_version(name)
     if not base:
         raise SymbolNotFoundError(name, where=str(path),
                                   hint="give a symbol name, such as 'main' or 'malloc'")
-    cands, debug_note = _candidates(loaded, base, debug_root)
+    cands, debug_note = loaded.candidates(base, debug_root)
     allc = cands
     if version is not None:
         cands = [s for s in cands if s.version == version and (s.default or not default)]

@@ -14,9 +14,9 @@ import os
 import re
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 import attrs
 
@@ -112,6 +112,23 @@ class Hook:
     def resolve(self) -> Resolution:
         """Check the target against the running system, without attaching."""
         raise NotImplementedError
+
+    @classmethod
+    def _resolve_batch(cls, hooks: Sequence[Hook]) -> list[Resolution | Exception]:
+        """``resolve()`` each hook of this class; an error is returned in its place.
+
+        A wildcard resolves hundreds of hooks at once: kinds that can share work
+        (uprobes: one binary lookup and one symbol index per file) override this.
+        """
+        from ebpfhooks.errors import EbpfHooksError
+
+        out: list[Resolution | Exception] = []
+        for hook in hooks:
+            try:
+                out.append(hook.resolve())
+            except EbpfHooksError as err:
+                out.append(err)
+        return out
 
     def check_supported(self) -> None:
         """Raise :class:`ebpfhooks.NotSupportedError` if this kernel cannot attach the kind."""
@@ -398,6 +415,40 @@ class Link(_DetachOnExit):
         return f"<Link {self.hook} -> {self.program.fn_name} ({state})>"
 
 
+def check_and_resolve(hooks: Sequence[Hook], fatal: Callable[[Exception], bool] = bool
+                      ) -> list[Resolution | Exception]:
+    """Privileges and kernel support once per kind, then every target, in bulk per kind.
+
+    >>> check_and_resolve([])
+    []
+
+    Returns each hook's resolution or the error that stops it; an error for which
+    ``fatal(err)`` is true (by default: any) is raised instead.
+    """
+    from ebpfhooks.errors import EbpfHooksError
+
+    results: list[Resolution | Exception | None] = [None] * len(hooks)
+    by_kind: dict[type[Hook], list[int]] = {}
+    for i, hook in enumerate(hooks):
+        by_kind.setdefault(type(hook), []).append(i)
+    for kind, idxs in by_kind.items():
+        try:
+            hooks[idxs[0]].check_privileges()
+            hooks[idxs[0]].check_supported()
+        except EbpfHooksError as err:
+            if fatal(err):
+                raise
+            for i in idxs:
+                results[i] = err
+            continue
+        for i, res in zip(idxs, kind._resolve_batch([hooks[i] for i in idxs]), strict=True):
+            if isinstance(res, Exception) and fatal(res):
+                raise res
+            results[i] = res
+    assert all(r is not None for r in results)
+    return cast("list[Resolution | Exception]", results)
+
+
 class LinkGroup(_DetachOnExit):
     """Several links owned together: detached together, in reverse order.
 
@@ -432,24 +483,25 @@ class LinkGroup(_DetachOnExit):
 
         program = Program.coerce(prog, fn_name)
         group = cls()
-        checked: set[type[Hook]] = set()  # privileges and kernel support: once per kind
-        for hook in hooks:
-            try:
-                if type(hook) not in checked:
-                    hook.check_privileges()
-                    hook.check_supported()
-                    checked.add(type(hook))
-                group.links.append(hook._attach_checked(program, hook.resolve()))
-            except EbpfHooksError as err:
-                # a missing privilege or a bad program fails every hook alike: never optional
-                if optional and not isinstance(err, (HookPermissionError, ProgramError)):
+
+        def fatal(err: Exception) -> bool:
+            # a missing privilege or a bad program fails every hook alike: never optional
+            return not optional or isinstance(err, (HookPermissionError, ProgramError))
+
+        try:
+            # every target is checked before the kernel is asked for anything
+            for hook, outcome in zip(hooks, check_and_resolve(hooks, fatal), strict=True):
+                try:
+                    if isinstance(outcome, Exception):
+                        raise outcome
+                    group.links.append(hook._attach_checked(program, outcome))
+                except EbpfHooksError as err:
+                    if fatal(err):
+                        raise
                     group.skipped.append((hook, err))
-                    continue
-                group.detach()
-                raise
-            except BaseException:
-                group.detach()
-                raise
+        except BaseException:
+            group.detach()
+            raise
         return group
 
     @property
