@@ -160,6 +160,12 @@ def _attach_error(what: str, err: BaseException, caps: str, hint: str = "") -> E
     msg = f"the kernel refused to attach {what}: {reason}"
     if code == _errno.EEXIST or code == _errno.EBUSY:
         msg += "; something is already attached there"
+    if code in (_errno.EMFILE, _errno.ENFILE):
+        # a wildcard of ~1000 hooks meets the usual soft limit of 1024 open files
+        msg += ("; every attached probe holds a file descriptor and the limit is reached: "
+                "raise it (`ulimit -n 65536`, or resource.setrlimit(RLIMIT_NOFILE) up to "
+                "the hard limit) or attach fewer hooks")
+        hint = ""
     if hint:
         msg += f"; {hint}"
     return AttachError(msg, errno=code or None)

@@ -207,6 +207,18 @@ def test_dispatch_xdp_and_raw_socket(
         os.fstat(fd)
 
 
+def test_out_of_file_descriptors_says_how_to_raise_the_limit(
+        fake_bcc: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    monkeypatch.setattr(adapter, "_errno_now", lambda: errno.EMFILE)
+    FakeBPFClass.fail_with = Exception("Failed to attach BPF program b'x' to tracepoint")
+    with pytest.raises(ebpfhooks.AttachError) as err:
+        Hook.from_spec("t:syscalls:sys_enter_openat").attach(FakeBPFClass(), fn_name="x")
+    assert err.value.errno == errno.EMFILE
+    assert "Too many open files" in str(err.value) and "ulimit -n" in str(err.value)
+
+
 def test_bcc_failure_becomes_attach_error(fake_bcc: list[Any]) -> None:
     FakeBPFClass.fail_with = Exception("Failed to attach BPF program b'x' to tracepoint")
     with pytest.raises(ebpfhooks.AttachError) as err:
