@@ -7,7 +7,7 @@
 #                    qemu (-m vm); VM_KERNEL=/path/to/vmlinuz boots another image (--kernel)
 #   make lint     ruff + mypy only
 #   make setup    only scripts/setup.sh (idempotent; fast when everything is there)
-#   make bench    every number in docs/performance.md (bench/run_all.py; ~15 min)
+#   make bench    every number in docs/performance.md (bench/run_all.py; ~30 min)
 #
 #   make test PYTEST_ARGS='-k uprobe -x'   extra pytest arguments
 #   EBPFHOOKS_SKIP_VM=1 make test          skip the VM tier on purpose (no qemu here)

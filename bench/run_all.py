@@ -10,8 +10,10 @@ Run as root: ``.venv/bin/python bench/run_all.py [--quick] [--plot docs/bench-ov
    resolution against bcc's resolver, listing against ``bpftrace -l``;
 5. ``ebpfhooks bench`` inside the VM tier's kernel (Debian's, with kprobes), booted by
    ``tests/vmtier.py run`` under qemu software emulation (``--no-vm`` skips it): every
-   kind there, kprobe and kretprobe included. Emulated CPUs are many times slower than
-   real ones, so compare the kinds with each other there, not with the host.
+   kind there, kprobe and kretprobe included; then ``bench/bench_kprobe_wild.py`` there
+   (wildcard kprobes against bcc's ``event_re``, ~8 minutes). Emulated CPUs are many
+   times slower than real ones, so compare the kinds with each other there, not with
+   the host.
 
 ``--quick`` uses fewer rounds and skips the 1000-function wildcard (detaching 1000
 uprobes takes minutes on a kernel whose uprobe unregister waits for RCU grace periods).
@@ -119,6 +121,17 @@ def main() -> int:
              "--scale", "0.1"], cwd=REPO, capture_output=True, text=True)
         results["vm"] = proc.stdout + (proc.stderr[-2000:] if proc.returncode else "")
         print(results["vm"].rstrip())
+        _section("wildcard kprobes against bcc event_re in the VM tier's kernel "
+                 "(bench/bench_kprobe_wild.py)")
+        proc = subprocess.run(
+            [sys.executable, str(vmtier), "run", "--", str(Path(sys.executable)),
+             str(REPO / "bench" / "bench_kprobe_wild.py")]
+            + (["--sizes", "10,100"] if args.quick else []),
+            cwd=REPO, capture_output=True, text=True)
+        # libbcc prints a line per function the kernel refuses: keep the table
+        out = [line for line in proc.stdout.splitlines() if "cannot attach kprobe" not in line]
+        results["kprobe_wildcard"] = "\n".join(out)
+        print(results["kprobe_wildcard"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False))
     return 0
