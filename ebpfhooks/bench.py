@@ -101,11 +101,11 @@ _MODE = {"kprobe": "syscall", "kretprobe": "syscall", "tracepoint": "syscall",
 #: Events per timed batch at scale 1.0 (each batch takes ~10-60 ms here).
 BATCH_EVENTS = {"syscall": 50_000, "call": 10_000, "send": 10_000}
 BATCHES = 5
-#: Rounds per kind by default, by trigger. Many short rounds summarised by their
-#: interquartile mean repeat within a few percent on a quiet machine; 5-7 long rounds
-#: summarised by the median did not (on this 2-vCPU VM a syscall's cost jumps between
-#: ~215 and ~290 ns, and a frame's receive softirq now and then runs in ksoftirqd).
-#: Packets are the noisiest (a few hundred ns on a ~2.5 us path), calls the least.
+#: Rounds per kind by default, by trigger. The median of many short rounds repeats
+#: within 3-9% on a quiet machine; the median of 5-7 long rounds did not (on this
+#: 2-vCPU VM a syscall's cost jumps between ~215 and ~290 ns, and a frame's receive
+#: softirq now and then runs in ksoftirqd). Packets are the noisiest (a few hundred ns
+#: on a ~2.5 us path), calls the least.
 DEFAULT_ROUNDS = {"syscall": 41, "call": 21, "send": 81}
 
 _FN = {"kprobe": "bench_kprobe", "kretprobe": "bench_kretprobe", "tracepoint": "bench_tp",
@@ -116,16 +116,6 @@ BENCH_ETHERTYPE = 0x88B6
 #: How a batch is timed: the trigger's CPU time (default) or wall time.
 CLOCKS = ("cpu", "wall")
 
-
-def _iqm(values: Sequence[float]) -> float:
-    """Interquartile mean: the mean of the middle half (all values when fewer than 4).
-
-    >>> _iqm([1, 2, 3, 4, 100, -50, 2, 3])
-    2.5
-    """
-    ordered = sorted(values)
-    cut = len(ordered) // 4
-    return statistics.fmean(ordered[cut:len(ordered) - cut])
 TARGET_FUNCTION = "ehk_bench_target"
 _NR_GETPPID = {"x86_64": 110, "aarch64": 173, "riscv64": 173, "ppc64le": 64, "s390x": 64}
 
@@ -284,8 +274,8 @@ class KindResult:
     """The measured overhead of one hook kind (per event, in nanoseconds).
 
     ``rounds`` holds one ``(baseline, hooked)`` pair of ns per event per round
-    (each the median of the round's timed batches); the figures are interquartile
-    means over rounds; ``hits``/``expected`` is the BPF program's own count against
+    (each the median of the round's timed batches); the figures are medians over
+    rounds; ``hits``/``expected`` is the BPF program's own count against
     the events triggered while attached; ``clock`` how batches were timed.
     """
 
@@ -317,19 +307,18 @@ class KindResult:
 
     @property
     def baseline_ns(self) -> float | None:
-        """Ns per event of the loop without the hook (interquartile mean over rounds)."""
-        return _iqm([b for b, _ in self.rounds]) if self.rounds else None
+        """Median ns per event of the loop without the hook."""
+        return statistics.median(b for b, _ in self.rounds) if self.rounds else None
 
     @property
     def hooked_ns(self) -> float | None:
-        """Ns per event of the loop with the hook attached (interquartile mean over rounds)."""
-        return _iqm([h for _, h in self.rounds]) if self.rounds else None
+        """Median ns per event of the loop with the hook attached."""
+        return statistics.median(h for _, h in self.rounds) if self.rounds else None
 
     @property
     def overhead_ns(self) -> float | None:
-        """The extra ns per event the hook adds: the interquartile mean over rounds of
-        *hooked - baseline* (robust to the rounds a preemption or a slow host spoils)."""
-        return _iqm(self._overheads()) if self.rounds else None
+        """Median over rounds of the extra ns per event the hook adds."""
+        return statistics.median(self._overheads()) if self.rounds else None
 
     @property
     def spread_ns(self) -> tuple[float, float] | None:
@@ -398,7 +387,7 @@ class BenchReport:
                          (("syscall", "syscalls"), ("call", "calls"), ("send", "packets")))
 
     def format_table(self) -> str:
-        """A text table: ns per event (interquartile mean, min-max), events/s, the proof."""
+        """A text table: ns per event (median, min-max), events/s, the counter's proof."""
         head = ("kind", "seed", "trigger", "base ns", "hooked ns", "+ns/event", "(min..max)",
                 "events/s base -> hooked", "hits")
         rows: list[tuple[str, ...]] = [head]
@@ -424,7 +413,7 @@ class BenchReport:
         lines.insert(1, "-" * len(lines[0]))
         footer = (f"kernel {self.kernel}, {self.cpus} CPUs, trigger pinned to CPU {self.cpu}, "
                   f"{self.rounds_text()} rounds, {self.clock} time; +ns/event = hooked - base, "
-                  "interquartile mean over rounds")
+                  "median over rounds")
         return "\n".join([*lines, "", footer, *notes])
 
     def plot(self, path: str | os.PathLike[str]) -> None:
@@ -460,7 +449,7 @@ class BenchReport:
                 else "not supported on this kernel"
             ax.text(v + h if r in done else 0, y, "  " + label, va="center", fontsize=8)
         ax.set_xlim(0, top * 1.3)
-        ax.set_xlabel("extra ns per event (interquartile mean over rounds, bars: min..max)")
+        ax.set_xlabel("extra ns per event (median over rounds, bars: min..max)")
         ax.set_title(f"Hook overhead, kernel {self.kernel}", fontsize=10)
         fig.tight_layout()
         fig.savefig(os.fspath(path))
