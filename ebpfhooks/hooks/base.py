@@ -43,7 +43,7 @@ class Resolution:
         """One line saying what will be probed (the kind's own facts)."""
         return str(self.hook)
 
-    def attach_key(self) -> tuple[str, int]:
+    def _attach_key(self) -> tuple[str, int]:
         """Where a group attaches this among the others (uprobes: file, then offset)."""
         return ("", 0)
 
@@ -499,7 +499,7 @@ class LinkGroup(_DetachOnExit):
             # faster so (measured: 100 uprobes, 23 ms against 28 ms in name order)
             order = sorted(range(len(hooks)), key=lambda i: (
                 ("", 0) if isinstance(outcomes[i], Exception)
-                else cast(Resolution, outcomes[i]).attach_key()))
+                else cast(Resolution, outcomes[i])._attach_key()))
             made: dict[int, Link] = {}
             skipped: dict[int, tuple[Hook, Exception]] = {}
             for i in order:

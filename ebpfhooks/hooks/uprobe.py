@@ -123,7 +123,7 @@ class UprobeResolution(Resolution):
     def describe(self) -> str:
         return f"{self.hook} -> {self.target}"
 
-    def attach_key(self) -> tuple[str, int]:
+    def _attach_key(self) -> tuple[str, int]:
         return (str(self.target.path), self.target.file_offset)
 
 
