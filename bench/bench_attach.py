@@ -170,6 +170,8 @@ def _wildcard(bpf: Any, bcc: Any, sizes: list[int], runs: int) -> list[dict[str,
                 "attach_ratio": _ms(ours_a) / _ms(theirs_a),
                 "ebpfhooks_detach_ms": _ms(ours_d), "bcc_detach_ms": _ms(theirs_d),
                 "detach_ratio": _ms(ours_d) / _ms(theirs_d),
+                "ebpfhooks_attach_runs_ms": [round(x * 1e3, 2) for x in ours_a],
+                "bcc_attach_runs_ms": [round(x * 1e3, 2) for x in theirs_a],
             })
     return rows
 
