@@ -152,29 +152,3 @@ def test_validator_fast_path_agrees(name: str) -> None:
     assert (names.check_user_symbol(name) is None) == _slow_user_symbol(name)
     path_ok = bool(name) and name.isprintable() and not any(c in name for c in "*?")
     assert (names.check_path(name) is None) == path_ok
-
-
-def test_group_attaches_uprobes_in_offset_order_and_keeps_hook_order(
-        wide_library: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ebpfhooks import _bcc
-    from ebpfhooks.kernel import features
-
-    calls: list[int] = []
-
-    def fake_attach(bpf: object, fn_name: str, path: str, file_offset: int,
-                    **_kw: object) -> object:
-        calls.append(file_offset)
-        return lambda: None
-
-    monkeypatch.setattr(_bcc, "attach_uprobe", fake_attach)
-    monkeypatch.setattr(features, "capabilities", lambda: frozenset({"CAP_SYS_ADMIN"}))
-    hooks = list(ebpfhooks.expand(f"uprobe:{wide_library}:ehk_w_*"))  # name order
-    prog = ebpfhooks.Program.__new__(ebpfhooks.Program)
-    object.__setattr__(prog, "bpf", object())
-    object.__setattr__(prog, "fn_name", "f")
-    group = ebpfhooks.LinkGroup.attach_all(hooks, prog)
-    try:
-        assert calls == sorted(calls) and len(calls) == 300
-        assert [link.hook for link in group] == hooks
-    finally:
-        group.detach()

@@ -123,9 +123,6 @@ class UprobeResolution(Resolution):
     def describe(self) -> str:
         return f"{self.hook} -> {self.target}"
 
-    def _attach_key(self) -> tuple[str, int]:
-        return (str(self.target.path), self.target.file_offset)
-
 
 @attrs.frozen
 class UserProbeHook(Hook):
