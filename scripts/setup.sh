@@ -78,18 +78,24 @@ apt_install() {  # apt_install PKG...: install (after one apt-get update per run
     run apt-get install -y -q --no-install-recommends "$@"
 }
 
+ensure_packages() {  # ensure_packages LABEL PKG...: install the ones not installed yet
+    local label="$1" pkg
+    shift
+    local missing=()
+    for pkg in "$@"; do
+        is_installed "$pkg" || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        say "${label}missing Debian packages: ${missing[*]}"
+        apt_install "${missing[@]}"
+    else
+        say "${label}Debian packages: all present ($*)"
+    fi
+}
+
 # ---------------------------------------------------------------- 1. packages
 PACKAGES=(python3-bpfcc python3-venv bpftrace bpftool iproute2 gcc make libc6-dev binutils)
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-    is_installed "$pkg" || missing+=("$pkg")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    say "missing Debian packages: ${missing[*]}"
-    apt_install "${missing[@]}"
-else
-    say "Debian packages: all present (${PACKAGES[*]})"
-fi
+ensure_packages "" "${PACKAGES[@]}"
 
 # ---------------------------------------------------------------- 2. kernel headers
 headers_ok() {  # headers_ok DIR: a usable kernel build tree
@@ -237,16 +243,7 @@ elif [ "$vm_arch" != amd64 ]; then
     warn "VM tier: only amd64 is supported (this is $vm_arch); set EBPFHOOKS_SKIP_VM=1"
 else
     VM_PACKAGES=(qemu-system-x86 "linux-image-$vm_arch" busybox-static)
-    missing=()
-    for pkg in "${VM_PACKAGES[@]}"; do
-        is_installed "$pkg" || missing+=("$pkg")
-    done
-    if [ "${#missing[@]}" -gt 0 ]; then
-        say "VM tier: missing Debian packages: ${missing[*]}"
-        apt_install "${missing[@]}"
-    else
-        say "VM tier: Debian packages: all present (${VM_PACKAGES[*]})"
-    fi
+    ensure_packages "VM tier: " "${VM_PACKAGES[@]}"
     vm_kernel="$(for f in /boot/vmlinuz-*-"$vm_arch"; do [ -f "$f" ] && printf '%s\n' "$f"; done \
         | sort -V | tail -n 1)"
     [ -n "$vm_kernel" ] || die "VM tier: no /boot/vmlinuz-*-$vm_arch after installing linux-image-$vm_arch"
