@@ -75,6 +75,9 @@ def test_raw_tracepoints_vmlinux_then_modules(tmp_path: Path) -> None:
     (tmp_path / "empty").write_bytes(_btf_with_strings("nothing"))
     got = rawtp.raw_tracepoints(reload=True, btf_dir=tmp_path)
     assert got == [(None, "sched_switch"), ("veth", "veth_thing")]
+    assert rawtp.homes("veth_thing", btf_dir=tmp_path) == ("veth",)
+    assert rawtp.homes("sched_switch", btf_dir=tmp_path) == (None,)
+    assert rawtp.homes("nope", btf_dir=tmp_path) == ()
     assert rawtp.raw_tracepoints(btf_dir=tmp_path / "missing") is None
     (tmp_path / "vmlinux").write_bytes(b"garbage, not BTF, long enough to have a header")
     with pytest.raises(BtfFormatError, match="bad magic"):
@@ -171,6 +174,7 @@ def test_info_shows_btf_args(live: None) -> None:
 def test_without_btf_kallsyms_is_the_source(live: None,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rawtp, "raw_tracepoints", lambda *a, **k: None)
+    monkeypatch.setattr(rawtp, "homes", lambda *a, **k: None)
     listing = discover.search("rawtracepoint:sched_sw*")
     assert "rawtracepoint:sched_switch" in listing.hooks
     assert "__traceiter_" in listing.sources["rawtracepoint"]

@@ -157,18 +157,19 @@ class RawTracepoint(Hook):
         tracepoint the kernel defines but does not give BPF (6.18's
         ``sched_set_state_tp``), it says so.
         """
+        from ebpfhooks.kernel.rawtp import homes as homes_of
         from ebpfhooks.kernel.rawtp import raw_tracepoints
 
-        known = raw_tracepoints()
-        if known is None:
+        homes = homes_of(self.event)
+        if homes is None:
             return self._resolve_kallsyms()
-        for module, name in known:
-            if name == self.event and (self.module is None or module == self.module):
+        for module in homes:
+            if self.module is None or module == self.module:
                 return RawTracepointResolution(self, module=module)
+        known = raw_tracepoints() or []
         hint = "list raw tracepoints with: ebpfhooks list 'rawtracepoint:*PART*'"
         candidates = [f"rawtracepoint:{c}"
                       for c in close_matches(self.event, sorted({n for _, n in known}))]
-        homes = [m for m, n in known if n == self.event]
         if self.event.startswith(("sys_enter_", "sys_exit_")):
             hint = _PER_SYSCALL_HINT + self.event
         elif homes:

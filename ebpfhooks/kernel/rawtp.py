@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ebpfhooks.kernel.btf import raw_tracepoint_names, read_string_section
 
-__all__ = ["BTF_DIR", "clear_cache", "raw_tracepoints"]
+__all__ = ["BTF_DIR", "clear_cache", "homes", "raw_tracepoints"]
 
 #: Where the kernel publishes BTF: ``vmlinux`` and one file per loaded module.
 BTF_DIR = Path("/sys/kernel/btf")
@@ -64,9 +64,32 @@ def raw_tracepoints(reload: bool = False, btf_dir: Path = BTF_DIR
     Minimum kernel: 5.5 (vmlinux), 5.11 (modules).
     """
     if reload:
-        _read.cache_clear()
+        clear_cache()
     found = _read(Path(btf_dir))
     return None if found is None else list(found)
+
+
+@functools.lru_cache(maxsize=4)
+def _homes(btf_dir: Path) -> dict[str, tuple[str | None, ...]] | None:
+    found = _read(btf_dir)
+    if found is None:
+        return None
+    index: dict[str, list[str | None]] = {}
+    for module, name in found:
+        index.setdefault(name, []).append(module)
+    return {name: tuple(mods) for name, mods in index.items()}
+
+
+def homes(name: str, btf_dir: Path = BTF_DIR) -> tuple[str | None, ...] | None:
+    """Where raw tracepoint ``name`` lives: modules (``None`` for vmlinux), maybe empty.
+
+    >>> homes("sched_switch", btf_dir=Path("/nonexistent")) is None
+    True
+
+    ``None`` when the kernel publishes no BTF; answered from an index built once.
+    """
+    index = _homes(Path(btf_dir))
+    return None if index is None else index.get(name, ())
 
 
 def clear_cache() -> None:
@@ -75,3 +98,4 @@ def clear_cache() -> None:
     >>> clear_cache()
     """
     _read.cache_clear()
+    _homes.cache_clear()
