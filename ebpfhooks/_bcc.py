@@ -250,6 +250,34 @@ def attach_raw_tracepoint(bpf: Any, fn_name: str, event: str, *, what: str) -> D
     )
 
 
+_UPROBE_CALLS: dict[str, Any] = {}
+
+
+def _attach_uprobe_call(lib: Any) -> Any:
+    """libbcc's ``bpf_attach_uprobe`` called with its real prototype: 7 arguments.
+
+    bcc's Python (0.26 and earlier) declares 6 and leaves out the last,
+    ``uint32_t ref_ctr_offset``, so the C function reads it from whatever is on the
+    stack (6 on this machine). The kernel then takes the uprobe for one with a USDT
+    semaphore at that file offset, and refuses any other tool's uprobe at the same
+    place (bpftrace, libbpf: "ref_ctr_offset mismatch", EINVAL) while it is attached.
+    ebpfhooks passes 0 through its own handle on the library, leaving bcc's
+    declaration as bcc uses it. A stand-in library (tests) is called as it is.
+    """
+    import ctypes
+
+    if not isinstance(lib, ctypes.CDLL):
+        return lib.bpf_attach_uprobe
+    call = _UPROBE_CALLS.get(lib._name)
+    if call is None:
+        call = ctypes.CDLL(lib._name, use_errno=True).bpf_attach_uprobe
+        call.restype = ctypes.c_int
+        call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
+                         ctypes.c_uint64, ctypes.c_int, ctypes.c_uint32]
+        _UPROBE_CALLS[lib._name] = call
+    return call
+
+
 def attach_uprobe(
     bpf: Any,
     fn_name: str,
@@ -276,7 +304,7 @@ def attach_uprobe(
     if ev in bpf.uprobe_fds:
         raise AttachError(f"{what} is already attached to {fn_name!r} in this BPF object")
     bpf._check_probe_quota(1)
-    fd = lib.bpf_attach_uprobe(fn.fd, 1 if ret else 0, ev, path_b, file_offset, c_pid)
+    fd = _attach_uprobe_call(lib)(fn.fd, 1 if ret else 0, ev, path_b, file_offset, c_pid, 0)
     if fd < 0:
         raise _attach_error(what, OSError(_errno_now(), "bpf_attach_uprobe"), CAPS_TRACING)
     bpf._add_uprobe_fd(ev, fd)

@@ -35,7 +35,8 @@ class FakeLib:
         self.calls = calls
 
     def bpf_attach_uprobe(self, fd: int, ret: int, ev: bytes, path: bytes, off: int,
-                          pid: int) -> int:
+                          pid: int, ref_ctr_offset: int) -> int:
+        assert ref_ctr_offset == 0  # libbcc's 7th argument, never left to chance
         self.calls.append(("bpf_attach_uprobe", ret, path.decode(), off, pid))
         return 7
 

@@ -128,3 +128,26 @@ def test_uprobe_on_a_bare_executable_name_found_on_path(
     with hook.attach(bpf, fn_name="on_uprobe"):
         subprocess.run([str(uprobe_target), str(N)], check=True, capture_output=True)
         assert counters[Counters.UPROBE] == N
+
+
+def test_uprobe_leaves_the_same_function_to_other_tools(
+    bpf: Any, counters: Counters, uprobe_target: Path
+) -> None:
+    """bpftrace can probe a function while ebpfhooks has it (ref_ctr_offset is 0).
+
+    bcc 0.26's Python leaves libbcc's 7th argument (``ref_ctr_offset``) to whatever is on
+    the stack; the kernel then refuses everyone else's uprobe at that place
+    ("ref_ctr_offset mismatch", EINVAL). ebpfhooks passes 0.
+    """
+    import shutil
+
+    bpftrace = shutil.which("bpftrace")
+    assert bpftrace, "bpftrace is installed by make setup"
+    with Hook.from_spec(f"uprobe:{uprobe_target}:ehk_target").attach(bpf, fn_name="on_uprobe"):
+        other = subprocess.run(
+            [bpftrace, "-e", f"uprobe:{uprobe_target}:ehk_target {{ @n = count(); }} "
+             "interval:ms:200 { exit(); }"], capture_output=True, text=True, timeout=300)
+        assert other.returncode == 0, other.stderr
+        assert "Error attaching probe" not in other.stderr
+        subprocess.run([str(uprobe_target), str(N)], check=True, capture_output=True)
+        assert counters[Counters.UPROBE] == N
