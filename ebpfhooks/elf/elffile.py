@@ -230,7 +230,26 @@ def _cstr(data: bytes, offset: int) -> str:
 Reader = Callable[[int, int], bytes]
 
 
-def _file_reader(path: pathlib.Path) -> Reader:
+#: Files up to this size are read whole on first use: one open and read instead of one
+#: per header, table and string section (a dozen for a symbol lookup).
+WHOLE_FILE_MAX = 256 * 1024
+
+
+def _file_reader(path: pathlib.Path, file_size: int) -> Reader:
+    if file_size <= WHOLE_FILE_MAX:
+        whole: list[bytes] = []
+
+        def read_whole(offset: int, size: int) -> bytes:
+            if not whole:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    whole.append(os.pread(fd, file_size, 0))
+                finally:
+                    os.close(fd)
+            return whole[0][offset:offset + size] if size > 0 else b""
+
+        return read_whole
+
     def read(offset: int, size: int) -> bytes:
         if size <= 0:
             return b""
@@ -280,7 +299,8 @@ class ElfFile:
 
         Raises ``OSError`` and :class:`~ebpfhooks.errors.NotAnElfError`.
         """
-        return cls(str(path), _file_reader(path), path.stat().st_size)
+        size = path.stat().st_size
+        return cls(str(path), _file_reader(path, size), size)
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "<memory>") -> ElfFile:

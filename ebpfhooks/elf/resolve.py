@@ -337,8 +337,9 @@ class _Loaded:
         """The defined, non-zero definitions of ``base``, and the debug file they came from.
 
         The first lookups in a file go through its hash table and sorted tables; from
-        the 17th on (a wildcard resolving hundreds of functions of one file) a name
-        index built once answers: the same symbols in the same order.
+        the 17th on (a wildcard resolving hundreds of functions of one file), or at once
+        when every symbol was decoded already (the file was listed, as ``expand`` does),
+        a name index built once answers: the same symbols in the same order.
         """
         index = self._by_name.get(root)
         if index is not None:
@@ -348,7 +349,7 @@ class _Loaded:
             exported = bool(found) and not found[0].table.startswith("debug:")
             return found, None if exported else note
         self._lookups += 1
-        if self._lookups > _INDEX_AFTER:
+        if self._lookups > _INDEX_AFTER or root in self._functions:
             self._by_name[root] = self._name_index(root)
             return self.candidates(base, root)
         found = [s for s in self.index.lookup(base) if s.defined and s.value]
@@ -453,6 +454,9 @@ def _describe(s: ElfSymbol) -> str:
 def _pick(name: str, path: pathlib.Path, cands: list[ElfSymbol],
           versioned: bool) -> tuple[ElfSymbol, list[str]]:
     """Choose one address among candidate definitions; return it and notes."""
+    first = cands[0].value
+    if all(s.value == first for s in cands):  # the usual case: one address, no notes
+        return (cands[0] if len(cands) == 1 else min(cands, key=_rank)), []
     notes: list[str] = []
     groups: dict[int, list[ElfSymbol]] = {}
     for s in cands:

@@ -290,6 +290,7 @@ class SymbolTable:
         self._all: list[ElfSymbol] | None = None
         self._finds = 0
         self._by_name: dict[str, list[int]] | None = None
+        self._versym_list: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.raw) // self.entsize
@@ -310,36 +311,48 @@ class SymbolTable:
         else:
             n, value, size, info, _o, shndx = struct.unpack_from(
                 self.endian + "IIIBBH", self.raw, pos)
-        return self._make(index, n, info, shndx, value, size)
+        return self._decode([index], [(n, info, shndx, value, size)])[0]
 
-    def _make(self, index: int, n: int, info: int, shndx: int, value: int,
-              size: int) -> ElfSymbol:
-        full = _cstr(self.strtab, n) if n < len(self.strtab) else ""
-        name, version, default = split_version(full)
-        library = None
-        vers = self.versions
-        if version is None and vers is not None and 2 * index + 2 <= len(vers.versym):
-            (vs,) = struct.unpack_from(vers.endian + "H", vers.versym, 2 * index)
-            ndx = vs & 0x7FFF
-            if ndx > 1:
-                if ndx in vers.defined:
-                    version = vers.defined[ndx]
-                elif ndx in vers.needed:
-                    version, library = vers.needed[ndx]
-                default = not vs & VERSYM_HIDDEN
-        typ, bind = info & 0xF, info >> 4
-        return ElfSymbol(
-            name=name,
-            version=version,
-            default=bool(default) if version else False,
-            value=value,
-            size=size,
-            type=TYPES.get(typ, f"TYPE{typ}"),
-            binding=BINDINGS.get(bind, f"BIND{bind}"),
-            shndx=shndx,
-            table=self.label,
-            library=library,
-        )
+    def _versym(self) -> list[int]:
+        if self._versym_list is None:
+            vers = self.versions
+            self._versym_list = parse_versym(vers.versym, vers.endian) if vers else []
+        return self._versym_list
+
+    def _decode(self, indexes: Iterable[int], rows: Iterable[tuple[int, ...]]
+                ) -> list[ElfSymbol]:
+        """ElfSymbols of ``(st_name, st_info, st_shndx, st_value, st_size)`` rows at ``indexes``.
+
+        One loop for a whole table (``all``) or one entry (``symbol``): the version
+        comes from ``.gnu.version`` unless the name carries one (``name@VER``).
+        """
+        strtab, label, vers = self.strtab, self.label, self.versions
+        size = len(strtab)
+        versym = self._versym()
+        nvers = len(versym)
+        out: list[ElfSymbol] = []
+        for index, (n, info, shndx, value, sz) in zip(indexes, rows, strict=True):
+            full = ""
+            if n < size:
+                end = strtab.find(b"\0", n)
+                full = strtab[n:end if end >= 0 else size].decode("utf-8", "replace")
+            name, version, default = split_version(full) if "@" in full else (full, None, None)
+            library = None
+            if version is None and vers is not None and index < nvers:
+                vs = versym[index]
+                ndx = vs & 0x7FFF
+                if ndx > 1:
+                    if ndx in vers.defined:
+                        version = vers.defined[ndx]
+                    elif ndx in vers.needed:
+                        version, library = vers.needed[ndx]
+                    default = not vs & VERSYM_HIDDEN
+            typ, bind = info & 0xF, info >> 4
+            out.append(ElfSymbol(
+                name, version, bool(default) if version else False, value, sz,
+                TYPES.get(typ) or f"TYPE{typ}", BINDINGS.get(bind) or f"BIND{bind}",
+                shndx, label, library))
+        return out
 
     #: After this many look-ups in one table, index every name once (bulk resolution:
     #: a wildcard over hundreds of functions) instead of searching the string table.
@@ -410,12 +423,9 @@ class SymbolTable:
     def all(self) -> list[ElfSymbol]:
         """Every named symbol of the table, decoded once and kept."""
         if self._all is None:
-            out = []
             rows = parse_symbols(self.raw, self.elfclass, self.endian)
-            for i, (n, info, shndx, value, size) in enumerate(rows):
-                if n:
-                    out.append(self._make(i, n, info, shndx, value, size))
-            self._all = out
+            named = [i for i, row in enumerate(rows) if row[0]]
+            self._all = self._decode(named, [rows[i] for i in named])
         return self._all
 
 

@@ -208,7 +208,10 @@ def parse_capabilities(status_text: str, field: str = "CapEff") -> frozenset[str
     match = re.search(rf"^{re.escape(field)}:\s*([0-9a-fA-F]+)\s*$", status_text, re.M)
     if match is None:
         raise ValueError(f"no hexadecimal {field!r} line in the status text")
-    mask = int(match.group(1), 16)
+    return _capability_names(int(match.group(1), 16))
+
+
+def _capability_names(mask: int) -> frozenset[str]:
     names = set()
     bit = 0
     while mask >> bit:
@@ -240,14 +243,57 @@ def is_root() -> bool:
 
 
 def capabilities() -> frozenset[str]:
-    """Return the effective capabilities of this process (``CapEff`` in /proc/self/status).
+    """Return the effective capabilities of the calling thread.
 
     >>> "CAP_BPF" in capabilities()  # doctest: +SKIP
     True
 
+    Asks the kernel with capget(2) (a few microseconds; the calling thread is the one
+    that makes the BPF calls); if that cannot be called, reads ``CapEff`` in
+    /proc/self/status (~25x slower here).
     Minimum kernel: CAP_BPF and CAP_PERFMON exist since 5.8; before, BPF needs CAP_SYS_ADMIN.
     """
+    mask = _capget_effective()
+    if mask is not None:
+        return _capability_names(mask)
     return parse_capabilities(STATUS_FILE.read_text(encoding="utf-8"))
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_capget: list[Callable[[], int | None]] = []
+
+
+def _capget_effective() -> int | None:
+    """The effective capability mask from capget(2), or None when it cannot be asked."""
+    if not _capget:
+        _capget.append(_make_capget())
+    return _capget[0]()
+
+
+def _make_capget() -> Callable[[], int | None]:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.capget
+    except (OSError, AttributeError):
+        return lambda: None
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    def effective() -> int | None:
+        header = Header(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (Data * 2)()  # version 3: two 32-bit halves
+        if call(ctypes.byref(header), data) != 0:
+            return None
+        return int(data[0].effective) | int(data[1].effective) << 32
+
+    return effective
 
 
 _config_cache: dict[str, dict[str, str] | None] = {}
