@@ -12,7 +12,9 @@ Run as root: ``.venv/bin/python bench/bench_attach.py [--runs N] [--json]``.
    ``LinkGroup.attach_all``) against bcc's ``attach_uprobe(sym_re=...)``, and the detach of
    all of them (bcc has no ``sym_re`` detach: ``detach_uprobe(addr=...)`` per address of
    ``get_user_addresses``, the same loop its attach runs). Each run uses a fresh copy of
-   the library, so neither side finds the other's ELF data in a cache.
+   the library, so neither side finds the other's ELF data in a cache, and is followed by
+   a pause (``SETTLE_S``) so that each side's first registration meets the kernel in the
+   same state (see ``SETTLE_S``).
 """
 
 from __future__ import annotations
@@ -233,7 +235,7 @@ def _wildcard_own(bcc: Any, sizes: list[int], runs: int) -> list[dict[str, Any]]
     return rows
 
 
-def measure(runs: int = 21, wild_runs: int = 5,
+def measure(runs: int = 21, wild_runs: int = 9,
             sizes: tuple[int, ...] = (10, 100, 1000)) -> dict[str, Any]:
     """Both parts; returns a JSON-ready dict."""
     from ebpfhooks import _bcc
@@ -286,7 +288,7 @@ def format_result(res: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=21, help="runs per single-hook case")
-    parser.add_argument("--wild-runs", type=int, default=5,
+    parser.add_argument("--wild-runs", type=int, default=9,
                         help="runs per wildcard size up to 100 (1000 is run once)")
     parser.add_argument("--sizes", default="10,100,1000", help="wildcard sizes")
     parser.add_argument("--json", action="store_true")

@@ -253,6 +253,95 @@ def attach_raw_tracepoint(bpf: Any, fn_name: str, event: str, *, what: str) -> D
 _UPROBE_CALLS: dict[str, Any] = {}
 
 
+def _is_libbcc(lib: Any) -> bool:
+    import ctypes
+
+    return isinstance(lib, ctypes.CDLL)
+
+
+#: perf_event_open(2) numbers, on the machines whose ioctl numbers are asm-generic's.
+_NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "s390x": 331}
+_PERF_EVENT_IOC_ENABLE = 0x2400  # _IO('$', 0)
+_PERF_EVENT_IOC_SET_BPF = 0x40042408  # _IOW('$', 8, __u32)
+_PERF_FLAG_FD_CLOEXEC = 8
+UPROBE_PMU = "/sys/bus/event_source/devices/uprobe"
+_UPROBE_OPENER: list[Callable[[int, bool, bytes, int, int], int] | None] = []
+
+
+def _uprobe_opener() -> Callable[[int, bool, bytes, int, int], int] | None:
+    """``open(prog_fd, ret, path, file_offset, pid) -> perf fd or -1``, or None.
+
+    The perf_event_open(2) + ``PERF_EVENT_IOC_SET_BPF`` + ``PERF_EVENT_IOC_ENABLE``
+    that libbcc's ``bpf_attach_uprobe`` makes through the uprobe PMU (kernel 4.17), with
+    the PMU's type and retprobe bit read once per process: libbcc reads both sysfs
+    files again for every probe (~28 us of ~80 per probe here). None where the PMU or
+    the syscall number is unknown; -1 on any failure, after which libbcc's own call
+    decides what the error is.
+    """
+    if not _UPROBE_OPENER:
+        _UPROBE_OPENER.append(_make_uprobe_opener())
+    return _UPROBE_OPENER[0]
+
+
+def _make_uprobe_opener() -> Callable[[int, bool, bytes, int, int], int] | None:
+    import ctypes
+    import platform
+
+    nr = _NR_PERF_EVENT_OPEN.get(platform.machine())
+    if nr is None:
+        return None
+    try:
+        with open(f"{UPROBE_PMU}/type", encoding="ascii") as f:
+            pmu_type = int(f.read().strip())
+        with open(f"{UPROBE_PMU}/format/retprobe", encoding="ascii") as f:
+            field, _, bit_text = f.read().strip().partition(":")
+        ret_bit = int(bit_text)
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (OSError, ValueError):
+        return None
+    if field != "config" or not 0 <= ret_bit < 64:
+        return None
+
+    u32, u64 = ctypes.c_uint32, ctypes.c_uint64
+
+    class PerfEventAttr(ctypes.Structure):  # PERF_ATTR_SIZE_VER5, 112 bytes
+        _fields_ = [("type", u32), ("size", u32), ("config", u64), ("sample_period", u64),
+                    ("sample_type", u64), ("read_format", u64), ("flags", u64),
+                    ("wakeup_events", u32), ("bp_type", u32), ("config1", u64),
+                    ("config2", u64), ("branch_sample_type", u64), ("sample_regs_user", u64),
+                    ("sample_stack_user", u32), ("clockid", ctypes.c_int32),
+                    ("sample_regs_intr", u64), ("aux_watermark", u32),
+                    ("sample_max_stack", ctypes.c_uint16), ("reserved_2", ctypes.c_uint16)]
+
+    syscall, ioctl = libc.syscall, libc.ioctl
+    syscall.restype = ctypes.c_long
+    ioctl.restype = ctypes.c_int
+
+    def open_uprobe(prog_fd: int, ret: bool, path: bytes, file_offset: int, pid: int) -> int:
+        name = ctypes.create_string_buffer(path)
+        attr = PerfEventAttr(type=pmu_type, size=ctypes.sizeof(PerfEventAttr),
+                             config=(1 << ret_bit) if ret else 0, sample_period=1,
+                             wakeup_events=1, config1=ctypes.addressof(name),
+                             config2=file_offset)
+        # as libbcc: every process on CPU 0's event (the program runs on any CPU), or
+        # one process on any CPU
+        cpu = 0 if pid == -1 else -1
+        fd = int(syscall(ctypes.c_long(nr), ctypes.byref(attr), ctypes.c_int(pid),
+                         ctypes.c_int(cpu), ctypes.c_int(-1),
+                         ctypes.c_ulong(_PERF_FLAG_FD_CLOEXEC)))
+        if fd < 0:
+            return -1
+        if (ioctl(ctypes.c_int(fd), ctypes.c_ulong(_PERF_EVENT_IOC_SET_BPF),
+                  ctypes.c_int(prog_fd)) != 0
+                or ioctl(ctypes.c_int(fd), ctypes.c_ulong(_PERF_EVENT_IOC_ENABLE),
+                         ctypes.c_int(0)) != 0):
+            os.close(fd)
+            return -1
+        return fd
+
+    return open_uprobe
+
+
 def _attach_uprobe_call(lib: Any) -> Any:
     """libbcc's ``bpf_attach_uprobe`` called with its real prototype: 7 arguments.
 
@@ -266,7 +355,7 @@ def _attach_uprobe_call(lib: Any) -> Any:
     """
     import ctypes
 
-    if not isinstance(lib, ctypes.CDLL):
+    if not _is_libbcc(lib):
         return lib.bpf_attach_uprobe
     call = _UPROBE_CALLS.get(lib._name)
     if call is None:
@@ -304,7 +393,10 @@ def attach_uprobe(
     if ev in bpf.uprobe_fds:
         raise AttachError(f"{what} is already attached to {fn_name!r} in this BPF object")
     bpf._check_probe_quota(1)
-    fd = _attach_uprobe_call(lib)(fn.fd, 1 if ret else 0, ev, path_b, file_offset, c_pid, 0)
+    fast = _uprobe_opener() if _is_libbcc(lib) else None
+    fd = fast(fn.fd, ret, path_b, file_offset, c_pid) if fast is not None else -1
+    if fd < 0:  # libbcc decides (and words) any failure: the PMU again, then tracefs
+        fd = _attach_uprobe_call(lib)(fn.fd, 1 if ret else 0, ev, path_b, file_offset, c_pid, 0)
     if fd < 0:
         raise _attach_error(what, OSError(_errno_now(), "bpf_attach_uprobe"), CAPS_TRACING)
     bpf._add_uprobe_fd(ev, fd)

@@ -151,3 +151,23 @@ def test_uprobe_leaves_the_same_function_to_other_tools(
         assert "Error attaching probe" not in other.stderr
         subprocess.run([str(uprobe_target), str(N)], check=True, capture_output=True)
         assert counters[Counters.UPROBE] == N
+
+
+@pytest.mark.parametrize("opener", ["none", "failing"])
+def test_uprobe_through_libbcc_when_the_direct_open_is_not_there_or_fails(
+    bpf: Any, counters: Counters, uprobe_target: Path, monkeypatch: pytest.MonkeyPatch,
+    opener: str
+) -> None:
+    """ebpfhooks opens uprobe perf events itself; libbcc's call is the fallback and judge."""
+    from ebpfhooks import _bcc
+
+    assert _bcc._uprobe_opener() is not None  # this machine has the uprobe PMU
+    monkeypatch.setattr(_bcc, "_UPROBE_OPENER",
+                        [None if opener == "none" else (lambda *args: -1)])
+    for spec in (f"uprobe:{uprobe_target}:ehk_target", f"uretprobe:{uprobe_target}:ehk_target"):
+        counters.reset()
+        fn = "on_uprobe" if spec.startswith("uprobe") else "on_uretprobe"
+        with Hook.from_spec(spec).attach(bpf, fn_name=fn):
+            subprocess.run([str(uprobe_target), str(N)], check=True, capture_output=True)
+            key = Counters.UPROBE if fn == "on_uprobe" else Counters.URETPROBE
+            assert counters[key] == N
