@@ -264,7 +264,6 @@ _NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "s390x": 3
 _PERF_EVENT_IOC_ENABLE = 0x2400  # _IO('$', 0)
 _PERF_EVENT_IOC_SET_BPF = 0x40042408  # _IOW('$', 8, __u32)
 _PERF_FLAG_FD_CLOEXEC = 8
-UPROBE_PMU = "/sys/bus/event_source/devices/uprobe"
 _UPROBE_OPENER: list[Callable[[int, bool, bytes, int, int], int] | None] = []
 
 
@@ -287,13 +286,16 @@ def _make_uprobe_opener() -> Callable[[int, bool, bytes, int, int], int] | None:
     import ctypes
     import platform
 
+    from ebpfhooks.kernel.features import PMU_DIR
+
     nr = _NR_PERF_EVENT_OPEN.get(platform.machine())
     if nr is None:
         return None
+    pmu = PMU_DIR / "uprobe"
     try:
-        with open(f"{UPROBE_PMU}/type", encoding="ascii") as f:
+        with open(pmu / "type", encoding="ascii") as f:
             pmu_type = int(f.read().strip())
-        with open(f"{UPROBE_PMU}/format/retprobe", encoding="ascii") as f:
+        with open(pmu / "format" / "retprobe", encoding="ascii") as f:
             field, _, bit_text = f.read().strip().partition(":")
         ret_bit = int(bit_text)
         libc = ctypes.CDLL(None, use_errno=True)
