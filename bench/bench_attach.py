@@ -70,7 +70,7 @@ def _single(bpf: Any, bcc: Any, runs: int, trigger: Path, veth: str) -> list[dic
         ("tracepoint", "tracepoint:syscalls:sys_enter_getppid", "bench_tp",
          lambda: bpf.attach_tracepoint(tp=b"syscalls:sys_enter_getppid", fn_name=b"bench_tp"),
          lambda: bpf.detach_tracepoint(b"syscalls:sys_enter_getppid")),
-        ("raw_tracepoint", "raw_tracepoint:sys_enter", "bench_rawtp",
+        ("rawtracepoint", "rawtracepoint:sys_enter", "bench_rawtp",
          lambda: bpf.attach_raw_tracepoint(tp=b"sys_enter", fn_name=b"bench_rawtp"),
          lambda: bpf.detach_raw_tracepoint(b"sys_enter")),
         ("uprobe", f"uprobe:{trigger}:{bench.TARGET_FUNCTION}", "bench_uprobe",

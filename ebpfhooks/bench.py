@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from ebpfhooks.errors import EbpfHooksError, HookPermissionError, NotSupportedError, SpecError
+from ebpfhooks.names import KIND_ALIASES
 
 __all__ = [
     "KIND_ORDER",
@@ -67,7 +68,7 @@ __all__ = [
 ]
 
 #: The kinds, in the seed table's order.
-KIND_ORDER = ("kprobe", "kretprobe", "tracepoint", "raw_tracepoint", "xdp", "uprobe",
+KIND_ORDER = ("kprobe", "kretprobe", "tracepoint", "rawtracepoint", "xdp", "uprobe",
               "uretprobe", "raw_socket")
 
 #: The seed's overhead column (性能开销), with its English rendering.
@@ -75,7 +76,7 @@ SEED_RATING: dict[str, tuple[str, str]] = {
     "kprobe": ("极低", "very low"),
     "kretprobe": ("极低", "very low"),
     "tracepoint": ("一般", "moderate"),
-    "raw_tracepoint": ("低", "low"),
+    "rawtracepoint": ("低", "low"),
     "xdp": ("极低", "very low"),
     "uprobe": ("极低", "very low"),
     "uretprobe": ("极低", "very low"),
@@ -87,7 +88,7 @@ TRIGGERS: dict[str, str] = {
     "kprobe": "getppid() syscall",
     "kretprobe": "getppid() syscall",
     "tracepoint": "getppid() syscall",
-    "raw_tracepoint": "getppid() syscall",
+    "rawtracepoint": "getppid() syscall",
     "xdp": "60-byte frame over veth",
     "uprobe": "call of a C function",
     "uretprobe": "call of a C function",
@@ -95,7 +96,7 @@ TRIGGERS: dict[str, str] = {
 }
 
 _MODE = {"kprobe": "syscall", "kretprobe": "syscall", "tracepoint": "syscall",
-         "raw_tracepoint": "syscall", "uprobe": "call", "uretprobe": "call",
+         "rawtracepoint": "syscall", "uprobe": "call", "uretprobe": "call",
          "xdp": "send", "raw_socket": "send"}
 
 #: Events per timed batch at scale 1.0 (each batch takes ~10-60 ms here).
@@ -109,7 +110,7 @@ BATCHES = 5
 DEFAULT_ROUNDS = {"syscall": 41, "call": 21, "send": 81}
 
 _FN = {"kprobe": "bench_kprobe", "kretprobe": "bench_kretprobe", "tracepoint": "bench_tp",
-       "raw_tracepoint": "bench_rawtp", "xdp": "bench_xdp", "uprobe": "bench_uprobe",
+       "rawtracepoint": "bench_rawtp", "xdp": "bench_xdp", "uprobe": "bench_uprobe",
        "uretprobe": "bench_uretprobe", "raw_socket": "bench_socket"}
 
 BENCH_ETHERTYPE = 0x88B6
@@ -579,7 +580,7 @@ def _spec(kind: str, receiver: str | None, trigger: Path) -> str:
         "kprobe": "kprobe:sys_getppid",
         "kretprobe": "kretprobe:sys_getppid",
         "tracepoint": "tracepoint:syscalls:sys_enter_getppid",
-        "raw_tracepoint": "raw_tracepoint:sys_enter",
+        "rawtracepoint": "rawtracepoint:sys_enter",
         "xdp": f"xdp:{receiver}:skb",
         "uprobe": f"uprobe:{trigger}:{TARGET_FUNCTION}",
         "uretprobe": f"uretprobe:{trigger}:{TARGET_FUNCTION}",
@@ -602,7 +603,8 @@ def parse_kinds(kinds: Sequence[str] | None) -> list[str]:
     text = ",".join(kinds)
     col = 0
     for word in text.split(","):
-        name = word.strip().lower().replace("rawtracepoint", "raw_tracepoint")
+        name = word.strip().lower()
+        name = KIND_ALIASES.get(name, name)  # every spelling a spec accepts
         if name and name not in KIND_ORDER:
             raise SpecError(f"unknown hook kind {word.strip()!r}", spec=text, column=col,
                             length=max(len(word), 1),

@@ -90,8 +90,6 @@ __all__ = [
 #: Canonical kind words as specs spell them, in listing order.
 KIND_WORDS = ("kprobe", "kretprobe", "tracepoint", "rawtracepoint", "uprobe", "uretprobe",
               "xdp", "raw_socket")
-_KIND_OF_WORD = {"rawtracepoint": "raw_tracepoint"}
-_WORD_OF_KIND = {"raw_tracepoint": "rawtracepoint"}
 
 KALLSYMS_FILE = Path("/proc/kallsyms")
 
@@ -195,7 +193,7 @@ def _kinds_for(text: str, word: str) -> list[str]:
         if bad is not None:
             raise _err(text, bad, 1, f"character {word[bad]!r} cannot be in a kind")
         match = _matcher(word)
-        kinds = [_KIND_OF_WORD.get(w, w) for w in KIND_WORDS if match(w)]
+        kinds = [w for w in KIND_WORDS if match(w)]
         if not kinds:
             raise _err(text, 0, len(word), f"no hook kind matches {word!r}",
                        f"kinds: {', '.join(KIND_WORDS)}")
@@ -250,7 +248,7 @@ def _bare(text: str) -> list[_Query]:
     out: list[_Query] = []
     if _check_part(check_trace_name, text) is None:
         out.append(_Query("tracepoint", ("*", text), 0))
-        out.append(_Query("raw_tracepoint", (None, text), 0))
+        out.append(_Query("rawtracepoint", (None, text), 0))
     if _check_part(check_kernel_symbol, text) is None:
         out.append(_Query("kprobe", (None, text), 0))
     if not out:
@@ -261,7 +259,7 @@ def _bare(text: str) -> list[_Query]:
 def _kind_query(text: str, kind: str, body: int, rest: str) -> _Query:
     if not rest:
         raise _err(text, body, 1, f"missing target after {text[:body]!r}",
-                   f"e.g. {_WORD_OF_KIND.get(kind, kind)}:*")
+                   f"e.g. {kind}:*")
     if kind == "tracepoint":
         parts = rest.split(":")
         if len(parts) > 2:
@@ -276,18 +274,18 @@ def _kind_query(text: str, kind: str, body: int, rest: str) -> _Query:
         _validate(text, body + len(cat) + 1, ev,
                   lambda s: check_trace_name(s, "tracepoint event"))
         return _Query(kind, (cat, ev), body)
-    if kind in ("kprobe", "kretprobe", "raw_tracepoint"):
+    if kind in ("kprobe", "kretprobe", "rawtracepoint"):
         parts = rest.split(":")
         if len(parts) > 2:
             extra = body + len(parts[0]) + len(parts[1]) + 1
             raise _err(text, extra, 1, "too many ':' parts",
-                       f"expected {_WORD_OF_KIND.get(kind, kind)}:[MODULE:]NAME")
+                       f"expected {kind}:[MODULE:]NAME")
         module = parts[0] if len(parts) == 2 else None
         name = parts[-1]
         if module is not None:
             _validate(text, body, module, check_module)
         name_at = body + (len(module) + 1 if module is not None else 0)
-        if kind == "raw_tracepoint":
+        if kind == "rawtracepoint":
             _validate(text, name_at, name, lambda s: check_trace_name(s, "raw tracepoint name"))
         else:
             if "+" in name:
@@ -537,7 +535,7 @@ def search(pattern: str, *, include_unsupported: bool = False) -> Listing:
         except EbpfHooksError as err:
             if not wildcard_kind:
                 raise
-            notes.append(f"{_WORD_OF_KIND.get(q.kind, q.kind)}: not listed: {err}")
+            notes.append(f"{q.kind}: not listed: {err}")
     if funcs.note and any(q.kind in ("kprobe", "kretprobe") for q in queries):
         notes.append(funcs.note)
     listing = Listing(pattern, sorted(found), sources, notes)
@@ -558,7 +556,7 @@ def _run_query(q: _Query, found: set[str], sources: dict[str, str],
         found.update(f"tracepoint:{c}:{e}" for c, e in _tracepoints(events, cat_ok)
                      if ev_ok(e))
         sources["tracepoint"] = f"{events}/CATEGORY/EVENT (what available_events lists)"
-    elif kind == "raw_tracepoint":
+    elif kind == "rawtracepoint":
         mod_pat, name_pat = q.parts
         assert name_pat is not None
         mod_ok = _matcher(mod_pat) if mod_pat is not None else None
@@ -931,7 +929,7 @@ def info(spec: str) -> HookInfo:
         _info_tracepoint(hook, facts, text)
     elif kind in ("kprobe", "kretprobe"):
         _info_kprobe(hook, facts, text)
-    elif kind == "raw_tracepoint":
+    elif kind == "rawtracepoint":
         _info_raw_tracepoint(hook, facts, text)
     elif kind in ("uprobe", "uretprobe"):
         _info_uprobe(hook, facts, text)

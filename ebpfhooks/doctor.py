@@ -114,7 +114,7 @@ _KIND_NEEDS: dict[str, tuple[str, ...]] = {
     "kprobe": ("privileges", "bcc", "kprobes"),
     "kretprobe": ("privileges", "bcc", "kprobes"),
     "tracepoint": ("privileges", "bcc", "tracefs"),
-    "raw_tracepoint": ("privileges", "bcc", "raw_tracepoints"),
+    "rawtracepoint": ("privileges", "bcc", "raw_tracepoints"),
     "xdp": ("privileges", "bcc", "xdp"),
     "uprobe": ("privileges", "bcc", "uprobes"),
     "uretprobe": ("privileges", "bcc", "uprobes"),

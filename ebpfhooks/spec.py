@@ -134,7 +134,7 @@ def parse(text: str) -> Hook:
         return _kprobe(t, kind, body_start, body_end, options, libbpf)
     if kind == "tracepoint":
         return _tracepoint(t, body_start, body_end, libbpf)
-    if kind == "raw_tracepoint":
+    if kind == "rawtracepoint":
         return _raw_tracepoint(t, body_start, body_end, libbpf)
     if kind in ("uprobe", "uretprobe"):
         return _uprobe(t, kind, body_start, body_end, options, libbpf)
@@ -148,7 +148,7 @@ def parse(text: str) -> Hook:
 
 _EXAMPLE = {
     "kprobe": "do_sys_openat2", "kretprobe": "do_sys_openat2",
-    "tracepoint": "syscalls:sys_enter_openat", "raw_tracepoint": "sched_switch",
+    "tracepoint": "syscalls:sys_enter_openat", "rawtracepoint": "sched_switch",
     "uprobe": "/bin/bash:readline", "uretprobe": "/bin/bash:readline",
     "xdp": "eth0", "raw_socket": "eth0",
 }

@@ -61,7 +61,7 @@ PID_FILTER
 _CONTEXT = {
     "kprobe": "struct pt_regs *ctx", "kretprobe": "struct pt_regs *ctx",
     "uprobe": "struct pt_regs *ctx", "uretprobe": "struct pt_regs *ctx",
-    "tracepoint": "void *ctx", "raw_tracepoint": "struct bpf_raw_tracepoint_args *ctx",
+    "tracepoint": "void *ctx", "rawtracepoint": "struct bpf_raw_tracepoint_args *ctx",
 }
 
 _XDP = """\

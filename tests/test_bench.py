@@ -41,7 +41,8 @@ def _report() -> bench.BenchReport:
 def test_parse_kinds_order_aliases_and_default() -> None:
     assert bench.parse_kinds(None) == list(bench.KIND_ORDER)
     assert bench.parse_kinds(["uprobe,tracepoint", "rawtracepoint"]) == [
-        "tracepoint", "raw_tracepoint", "uprobe"]
+        "tracepoint", "rawtracepoint", "uprobe"]
+    assert bench.parse_kinds(["raw_tracepoint,rt"]) == ["rawtracepoint"]
 
 
 def test_error_parse_kinds_unknown_kind() -> None:

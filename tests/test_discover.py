@@ -65,7 +65,7 @@ def test_pattern_queries() -> None:
         return [(q.kind, q.parts) for q in discover._queries(p)]
 
     assert show("*execve*") == [("tracepoint", ("*", "*execve*")),
-                                ("raw_tracepoint", (None, "*execve*")),
+                                ("rawtracepoint", (None, "*execve*")),
                                 ("kprobe", (None, "*execve*"))]
     assert show("tracepoint:*open") == [("tracepoint", ("*", "*open"))]
     assert show("t:sched:sched_sw*") == [("tracepoint", ("sched", "sched_sw*"))]

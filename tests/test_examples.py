@@ -463,6 +463,24 @@ def test_kprobe_fallback_chooses_a_hook_and_says_why(live: None) -> None:
     assert re.fullmatch(r"\d+ events from \d+ processes", run.lines[-1])
 
 
+def test_kprobe_fallback_keeps_a_suggested_raw_tracepoint(live: None) -> None:
+    """The example keys its functions by kind word: a suggested raw tracepoint joins the chain."""
+    import importlib.util
+
+    import ebpfhooks
+
+    if ebpfhooks.suggest("sched_entry_tp").recommended != "rawtracepoint:sched_entry_tp":
+        not_possible("this kernel has no raw tracepoint sched_entry_tp to suggest")
+    spec = importlib.util.spec_from_file_location("kprobe_fallback",
+                                                  ROOT / "examples/kprobe_fallback.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    chain, _note = module.build_chain("sched_entry_tp")
+    assert str(chain) == "kprobe:sched_entry_tp | rawtracepoint:sched_entry_tp"
+    assert [a.fn_name for a in chain] == ["on_kprobe", "on_raw_tp"]
+
+
 def test_kprobe_fallback_lists_every_reason_when_nothing_fits(live: None) -> None:
     from ebpfhooks.kernel import features
 

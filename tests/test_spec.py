@@ -139,7 +139,7 @@ def test_seed_facts_are_class_data() -> None:
         "kprobe": ("attach_kprobe", False, "very low"),
         "kretprobe": ("attach_kretprobe", False, "very low"),
         "tracepoint": ("attach_tracepoint", True, "moderate"),
-        "raw_tracepoint": ("attach_raw_tracepoint", True, "low"),
+        "rawtracepoint": ("attach_raw_tracepoint", True, "low"),
         "xdp": ("attach_xdp", True, "very low"),
         "uprobe": ("attach_uprobe", False, "very low"),
         "uretprobe": ("attach_uretprobe", False, "very low"),
@@ -147,6 +147,21 @@ def test_seed_facts_are_class_data() -> None:
     }
     for cls in ebpfhooks.KINDS:
         assert cls.hooks and cls.fires and cls.min_kernel > (3, 0)
+
+
+def test_one_word_per_kind_everywhere() -> None:
+    """The kind word of a class is the word its spec starts with, and every alias maps to it."""
+    from ebpfhooks.names import KIND_ALIASES
+
+    words = {cls.kind for cls in ebpfhooks.KINDS}
+    assert set(KIND_ALIASES.values()) == words
+    for cls in ebpfhooks.KINDS:
+        assert KIND_ALIASES[cls.kind] == cls.kind
+    for spec in ("rawtracepoint:sched_switch", "raw_tracepoint:sys_enter", "rt:sys_enter",
+                 "raw_tp/sys_enter"):
+        hook = Hook.from_spec(spec)
+        assert hook.kind == "rawtracepoint"
+        assert str(hook).split(":", 1)[0] == hook.kind
 
 
 def _error(spec: str) -> str:

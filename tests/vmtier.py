@@ -67,7 +67,7 @@ DEFAULT_TIMEOUT = 900.0
 DEFAULT_VNG = "/opt/vng/bin/vng"
 SUFFIX = "@vm"
 RUN_NAME = "vm-guest" + SUFFIX
-KINDS = ("kprobe", "kretprobe", "tracepoint", "raw_tracepoint", "xdp", "uprobe", "uretprobe",
+KINDS = ("kprobe", "kretprobe", "tracepoint", "rawtracepoint", "xdp", "uprobe", "uretprobe",
          "raw_socket")
 GUEST_FILE_PATTERNS = (re.compile(r"test_kernel_\w+\.py$"), re.compile(r"test_live\w*\.py$"))
 GUEST_LIVE_FILES = frozenset({"test_discover.py", "test_doctor.py"})

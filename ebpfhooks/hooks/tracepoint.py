@@ -123,7 +123,7 @@ class RawTracepoint(Hook):
         default=None, kw_only=True, validator=optional(check_module, "kernel module")
     )
 
-    kind = "raw_tracepoint"
+    kind = "rawtracepoint"
     hooks = "kernel tracepoint (arguments not parsed)"
     fires = "when the kernel passes the tracepoint"
     bcc_entry = "attach_raw_tracepoint"
