@@ -142,6 +142,9 @@ def _setup_suggest(p: argparse.ArgumentParser) -> None:
     p.add_argument("word", help="what to observe, e.g. execve, openat, tcp_connect")
     p.add_argument("--chain", action="store_true",
                    help="print a ready-to-paste fallback chain (stable tracepoint first)")
+    p.add_argument("--return", action="store_true", dest="ret",
+                   help="observe the return (value) instead of the entry: sys_exit_* "
+                        "tracepoints and kretprobes")
     _json_flag(p)
 
 
@@ -151,10 +154,16 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     """Print the candidates as a table and the recommendation."""
     from ebpfhooks.discover import suggest
 
-    s = suggest(args.word)
+    s = suggest(args.word, ret=args.ret)
     if args.json:
         _dump(s.to_dict())
-        return 0
+        return 0 if s.candidates else 1
+    if not s.candidates:
+        print(f"ebpfhooks: error: {s.reason}\nebpfhooks: look for similar names with: "
+              f"ebpfhooks list --all '*{args.word}*'", file=sys.stderr)
+        for note in s.notes:
+            _note(note)
+        return 1
     if args.chain:
         chain = s.chain()
         if chain is None:
@@ -175,7 +184,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     if s.recommended:
         print(f"recommended: {s.recommended}  ({s.reason})")
     else:
-        print(f"recommended: none ({s.reason})")
+        print(f"recommended: none: {s.reason}")
     return 0
 
 

@@ -722,7 +722,8 @@ def expand(spec: str, *, include_unsupported: bool = False) -> HookSet:
     listing = search(spec, include_unsupported=include_unsupported)
     if not listing.hooks:
         kinds = {q.kind for q in _queries(spec)}
-        if kinds <= {"kprobe", "kretprobe"} and not include_unsupported:
+        if (kinds <= {"kprobe", "kretprobe"} and not include_unsupported
+                and not _kprobes_supported()):
             from ebpfhooks.hooks.kprobe import stable_alternative
 
             parts = _queries(spec)[0].parts
@@ -730,7 +731,8 @@ def expand(spec: str, *, include_unsupported: bool = False) -> HookSet:
             raise NotSupportedError(
                 f"{spec} matches no hook: this kernel has no kprobe support",
                 missing="CONFIG_KPROBES",
-                alternative=stable_alternative(word) if word else None,
+                alternative=stable_alternative(word, ret=kinds == {"kretprobe"}) if word
+                else None,
             )
         raise HookNotFoundError(
             spec, where=", ".join(sorted(listing.sources.values())) or "this system",
@@ -1128,11 +1130,13 @@ class Candidate:
 class Suggestion:
     """Every candidate for a word, and the one to use (``recommended``) with the reason."""
 
-    __slots__ = ("candidates", "more", "notes", "reason", "recommended", "word")
+    __slots__ = ("candidates", "more", "notes", "reason", "recommended", "ret", "word")
 
     def __init__(self, word: str, candidates: list[Candidate], recommended: str | None,
-                 reason: str, more: dict[str, int], notes: list[str] | None = None) -> None:
+                 reason: str, more: dict[str, int], notes: list[str] | None = None,
+                 ret: bool = False) -> None:
         self.word = word
+        self.ret = ret
         self.notes = list(notes or [])
         self.candidates = candidates
         self.recommended = recommended
@@ -1141,8 +1145,8 @@ class Suggestion:
 
     def to_dict(self) -> dict[str, Any]:
         """The suggestion as JSON-ready data."""
-        return {"word": self.word, "recommended": self.recommended, "reason": self.reason,
-                "chain": self.chain(),
+        return {"word": self.word, "return": self.ret, "recommended": self.recommended,
+                "reason": self.reason, "chain": self.chain(),
                 "candidates": [c.to_dict() for c in self.candidates], "more": self.more,
                 "notes": self.notes}
 
@@ -1154,14 +1158,16 @@ class Suggestion:
 
         The recommended stable tracepoint first, then the kernel function itself, its
         syscall wrapper and ``do_``/``__`` variants and its compiler clones
-        (``.isra.N``...) as kprobes: on a kernel where one is missing or renamed, the
+        (``.isra.N``...) as kprobes (kretprobes for a suggestion about the return,
+        ``suggest(word, ret=True)``): on a kernel where one is missing or renamed, the
         chain falls through to the next. ``None`` when nothing observes the word.
         """
         parts: list[str] = []
         if self.recommended and self.recommended.startswith("tracepoint:"):
             parts.append(self.recommended)
+        probe = "kretprobe" if self.ret else "kprobe"
         for c in self.candidates:
-            if c.kind != "kprobe":
+            if c.kind != probe:
                 continue
             name = c.spec.split(":", 1)[1]
             if (_func_rank(self.word, name)[0] <= 2 or name == f"__{self.word}"
@@ -1177,12 +1183,13 @@ class Suggestion:
 _MAX_KERNEL_FUNCS = 8
 
 
-def _tp_rank(word: str, cat: str, ev: str) -> tuple[int, str, int, str]:
-    if cat == "syscalls" and ev == f"sys_enter_{word}":
+def _tp_rank(word: str, cat: str, ev: str, ret: bool = False) -> tuple[int, str, int, str]:
+    first, second = ("sys_exit_", "sys_enter_") if ret else ("sys_enter_", "sys_exit_")
+    if cat == "syscalls" and ev == f"{first}{word}":
         r = 0
     elif ev == word:
         r = 1
-    elif cat == "syscalls" and ev == f"sys_exit_{word}":
+    elif cat == "syscalls" and ev == f"{second}{word}":
         r = 2
     elif cat == "syscalls" and ev.rstrip("0123456789") in (f"sys_enter_{word}",
                                                         f"sys_exit_{word}"):
@@ -1190,14 +1197,20 @@ def _tp_rank(word: str, cat: str, ev: str) -> tuple[int, str, int, str]:
     else:
         r = 4
     core = ev.replace("sys_enter_", "").replace("sys_exit_", "")
-    return r, core, "sys_exit_" in ev, f"{cat}:{ev}"
+    return r, core, second in ev, f"{cat}:{ev}"
 
 
-def suggest(word: str) -> Suggestion:
+def suggest(word: str, *, ret: bool = False) -> Suggestion:
     """Every way to observe ``word`` on this kernel, and the one to use.
 
     >>> suggest("execve").recommended  # doctest: +SKIP
     'tracepoint:syscalls:sys_enter_execve'
+    >>> suggest("openat", ret=True).recommended  # doctest: +SKIP
+    'tracepoint:syscalls:sys_exit_openat'
+
+    ``ret=True`` asks about the return (what a kretprobe would see): the syscall's
+    ``sys_exit_*`` tracepoint (``args->ret`` is the return value) comes first, and
+    the chain uses kretprobes.
 
     Candidates across kinds: tracepoints whose event contains ``word``, raw tracepoints,
     kernel functions (kprobe/kretprobe; the syscall wrapper among them), each marked
@@ -1225,17 +1238,19 @@ def suggest(word: str) -> Suggestion:
     more: dict[str, int] = {}
     tps = list_tracepoints()
     have_tp = set(f"tracepoint:{c}:{e}" for c, e in tps)
-    matching = sorted(((c, e) for c, e in tps if word in e), key=lambda p: _tp_rank(word, *p))
+    matching = sorted(((c, e) for c, e in tps if word in e),
+                      key=lambda p: _tp_rank(word, *p, ret))
+    entry, leave = "the syscall's entry (stable ABI)", "the syscall's return (stable ABI)"
     for cat, ev in matching:
-        rank = _tp_rank(word, cat, ev)[0]
-        why = {0: "the syscall's entry (stable ABI)", 1: "an event named after it",
-               2: "the syscall's return", 3: "a variant of the syscall"}.get(rank,
-                                                                               "contains it")
+        rank = _tp_rank(word, cat, ev, ret)[0]
+        why = {0: leave if ret else entry, 1: "an event named after it",
+               2: entry if ret else leave, 3: "a variant of the syscall"}.get(rank,
+                                                                              "contains it")
         cands.append(Candidate(f"tracepoint:{cat}:{ev}", "tracepoint", True, True, why))
     known = KNOWN_STABLE.get(word)
     if known and known[0] in have_tp and all(c.spec != known[0] for c in cands):
         cands.append(Candidate(known[0], "tracepoint", True, True, known[1]))
-    alt = stable_alternative(word)
+    alt = stable_alternative(word, ret=ret)
     if alt and all(c.spec != alt for c in cands):
         cands.append(Candidate(alt, "tracepoint", True, True,
                                "stable alternative of the kernel function"))
@@ -1258,22 +1273,24 @@ def suggest(word: str) -> Suggestion:
     notes = [] if kp_ok else [f"kprobes: {kp.reason}"]
     funcs = sorted({n for m, n in _kernel_functions_kallsyms(data) if word in n},
                    key=lambda n: _func_rank(word, n))
+    probe, other = ("kretprobe", "kprobe") if ret else ("kprobe", "kretprobe")
     for i, name in enumerate(funcs[:_MAX_KERNEL_FUNCS]):
-        role = _func_role(word, name)
+        role = _func_role(word, name) + (" (its return value)" if ret else "")
         why = role + ("; " + kp_why if kp_why else "")
-        cands.append(Candidate(f"kprobe:{name}", "kprobe", False, kp_ok, why))
+        cands.append(Candidate(f"{probe}:{name}", probe, False, kp_ok, why))
         if i == 0:
-            cands.append(Candidate(f"kretprobe:{name}", "kretprobe", False, kp_ok,
-                                   "its return value" + ("; " + kp_why if kp_why else "")))
+            cands.append(Candidate(f"{other}:{name}", other, False, kp_ok,
+                                   ("its entry" if ret else "its return value")
+                                   + ("; " + kp_why if kp_why else "")))
             if features.btf():
                 cands.append(Candidate(
                     f"fentry:{name}", "fentry", False, False,
                     "BTF is present, but ebpfhooks does not attach fentry (bpftrace: "
                     f"kfunc:{name}; needs BPF trampolines, x86-64 5.5+)"))
     if len(funcs) > _MAX_KERNEL_FUNCS:
-        more["kprobe"] = len(funcs) - _MAX_KERNEL_FUNCS
-    recommended, reason = _recommend(word, cands, known, alt)
-    return Suggestion(word, cands, recommended, reason, more, notes)
+        more[probe] = len(funcs) - _MAX_KERNEL_FUNCS
+    recommended, reason = _recommend(word, cands, known, alt, ret)
+    return Suggestion(word, cands, recommended, reason, more, notes, ret)
 
 
 def _func_rank(word: str, name: str) -> tuple[int, int, str]:
@@ -1301,12 +1318,14 @@ def _func_role(word: str, name: str) -> str:
 
 
 def _recommend(word: str, cands: list[Candidate], known: tuple[str, str] | None,
-               alt: str | None) -> tuple[str | None, str]:
+               alt: str | None, ret: bool = False) -> tuple[str | None, str]:
     tps = [c for c in cands if c.kind == "tracepoint"]
-    syscall = f"tracepoint:syscalls:sys_enter_{word}"
+    syscall = f"tracepoint:syscalls:{'sys_exit_' if ret else 'sys_enter_'}{word}"
     for c in tps:
         if c.spec == syscall:
-            return c.spec, "a stable tracepoint: the syscall's entry, with parsed arguments"
+            return c.spec, ("a stable tracepoint: the syscall's return (args->ret)" if ret
+                            else "a stable tracepoint: the syscall's entry, with parsed "
+                            "arguments")
     named = [c for c in tps if c.spec.endswith(f":{word}")]
     if named:
         return named[0].spec, "a stable tracepoint named after it"
@@ -1320,9 +1339,14 @@ def _recommend(word: str, cands: list[Candidate], known: tuple[str, str] | None,
     raws = [c for c in cands if c.kind == "rawtracepoint" and c.attachable]
     if raws:
         return raws[0].spec, "a raw tracepoint (stable name, raw arguments)"
-    kps = [c for c in cands if c.kind == "kprobe" and c.attachable]
+    probe = "kretprobe" if ret else "kprobe"
+    kps = [c for c in cands if c.kind == probe and c.attachable]
     if kps:
-        return kps[0].spec, "no tracepoint covers it: a kprobe (unstable across kernels)"
+        return kps[0].spec, f"no tracepoint covers it: a {probe} (unstable across kernels)"
     if tps:
         return tps[0].spec, "a stable tracepoint whose name contains the word"
-    return None, "nothing on this kernel observes it (no tracepoint, and no kprobe support)"
+    if any(c.kind == probe for c in cands):
+        return None, (f"nothing on this kernel observes {word!r}: no tracepoint covers it, "
+                      "and this kernel has no kprobes")
+    return None, f"nothing on this kernel observes {word!r}: no tracepoint, raw tracepoint " \
+                 "or kernel function has it in its name"

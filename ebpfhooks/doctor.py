@@ -145,11 +145,16 @@ def kinds(facts: dict[str, Feature] | None = None) -> dict[str, Feature]:
                                 f"needs {unknown.name}, which could not be checked", unknown.fix)
         else:
             out[kind] = Feature(kind, _YES, ", ".join(c.name for c in checks) + " ok")
-    for kind in ("kprobe", "kretprobe"):
+    instead = {
+        "kprobe": "use a tracepoint instead: `ebpfhooks suggest WORD` names the stable one "
+                  "(a syscall's entry: tracepoint:syscalls:sys_enter_*)",
+        "kretprobe": "use a tracepoint instead: `ebpfhooks suggest --return WORD` names the "
+                     "stable one (a syscall's return value: tracepoint:syscalls:sys_exit_*)",
+    }
+    for kind, fix_text in instead.items():
         old = out[kind]
         if old.status is _NO and facts["kprobes"].status is _NO:
-            out[kind] = Feature(kind, _NO, old.reason, "use a tracepoint instead: "
-                                "`ebpfhooks suggest WORD` names the stable one")
+            out[kind] = Feature(kind, _NO, old.reason, fix_text)
     return out
 
 

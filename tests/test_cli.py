@@ -98,3 +98,23 @@ def test_error_info_missing_symbol_is_two_lines(live: None) -> None:
 def test_console_script_is_declared() -> None:
     text = (REPO / "pyproject.toml").read_text()
     assert 'ebpfhooks = "ebpfhooks.cli:main"' in text
+
+
+@pytest.mark.live
+def test_error_suggest_finds_nothing_exits_1(live: None) -> None:
+    out = _run("suggest", "ehknosuchthing")
+    assert out.returncode == 1
+    assert out.stdout == ""
+    first = out.stderr.splitlines()[0]
+    assert first == ("ebpfhooks: error: nothing on this kernel observes 'ehknosuchthing': "
+                     "no tracepoint, raw tracepoint or kernel function has it in its name")
+    assert "ebpfhooks list --all '*ehknosuchthing*'" in out.stderr
+    assert "((" not in out.stderr and "))" not in out.stderr
+    assert _run("suggest", "--json", "ehknosuchthing").returncode == 1
+
+
+@pytest.mark.live
+def test_suggest_return_names_the_exit_tracepoint(live: None) -> None:
+    out = _run("suggest", "--return", "--chain", "openat")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("tracepoint:syscalls:sys_exit_openat")

@@ -359,3 +359,29 @@ def test_stable_alternative_and_suggest_agree(live: None) -> None:
     for word in [*KNOWN_STABLE, "do_sys_openat2"]:  # words whose answer is a tracepoint
         assert stable_alternative(word) == discover.suggest(word).recommended, word
     assert stable_alternative("do_exit") == "tracepoint:sched:sched_process_exit"
+
+
+@pytest.mark.live
+def test_return_probes_get_return_alternatives(live: None) -> None:
+    """A kretprobe's stable alternative is the syscall's exit, never its entry."""
+    from ebpfhooks import Kretprobe, NotSupportedError
+    from ebpfhooks.hooks.kprobe import stable_alternative
+
+    assert stable_alternative("do_sys_openat2", ret=True) == \
+        "tracepoint:syscalls:sys_exit_openat"
+    s = discover.suggest("openat", ret=True)
+    assert s.recommended == "tracepoint:syscalls:sys_exit_openat"
+    chain = s.chain()
+    assert chain is not None and chain.startswith("tracepoint:syscalls:sys_exit_openat")
+    assert "kprobe:" not in chain.replace("kretprobe:", "")
+    assert s.to_dict()["return"] is True
+    if kprobes().status is FeatureStatus.NO:
+        with pytest.raises(NotSupportedError) as err:
+            Kretprobe("do_sys_openat2").check_supported()
+        assert err.value.alternative == "tracepoint:syscalls:sys_exit_openat"
+        with pytest.raises(NotSupportedError) as err:
+            discover.expand("kretprobe:do_sys_openat2*")
+        assert err.value.alternative == "tracepoint:syscalls:sys_exit_openat"
+    else:  # a kernel with kprobes: a pattern that matches nothing is not "no kprobes"
+        with pytest.raises(HookNotFoundError):
+            discover.expand("kretprobe:ehk_no_such_function_*")

@@ -37,6 +37,9 @@ def test_kinds_follow_their_checks() -> None:
     kinds = doctor.kinds(facts)
     assert kinds["kprobe"].status is FeatureStatus.NO
     assert "ebpfhooks suggest" in (kinds["kprobe"].fix or "")
+    assert "sys_enter_" in (kinds["kprobe"].fix or "")
+    assert "suggest --return" in (kinds["kretprobe"].fix or "")
+    assert "sys_exit_" in (kinds["kretprobe"].fix or "")
     assert kinds["tracepoint"].status is FeatureStatus.UNKNOWN
     assert kinds["tracepoint"].fix == "install bcc"
     assert yes

@@ -82,7 +82,7 @@ class KernelFunctionHook(Hook):
         tracepoint to use instead (the seed's advice).
         """
         self._require("kprobes", "kprobe support", "CONFIG_KPROBES",
-                      lambda: stable_alternative(self.symbol))
+                      lambda: stable_alternative(self.symbol, ret=self.is_return))
 
     def resolve(self) -> KprobeResolution:
         """Find the function in /proc/kallsyms, or the syscall wrapper or clone it means.
@@ -127,7 +127,7 @@ class KernelFunctionHook(Hook):
                 f"{self} cannot attach: {name} is on the kernel's kprobe blacklist "
                 "(<debugfs>/kprobes/blacklist): probing it could crash the kernel",
                 missing="a function outside the kprobe blacklist",
-                alternative=stable_alternative(self.symbol),
+                alternative=stable_alternative(self.symbol, ret=self.is_return),
             )
         entry = sorted(entries, key=lambda e: e.type != "T")[0]
         return KprobeResolution(
@@ -267,16 +267,20 @@ KNOWN_STABLE: dict[str, tuple[str, str]] = {
 }
 
 
-def stable_alternative(symbol: str) -> str | None:
+def stable_alternative(symbol: str, *, ret: bool = False) -> str | None:
     """A stable tracepoint that observes what the kernel function ``symbol`` does, if any.
 
     >>> stable_alternative("do_sys_openat2")                 # doctest: +SKIP
     'tracepoint:syscalls:sys_enter_openat'
+    >>> stable_alternative("do_sys_openat2", ret=True)       # doctest: +SKIP
+    'tracepoint:syscalls:sys_exit_openat'
 
-    The seed's rule: prefer the stable tracepoint. Looks in :data:`KNOWN_STABLE`
+    Prefer the stable tracepoint. Looks in :data:`KNOWN_STABLE`
     (``do_exit`` -> ``sched:sched_process_exit``), then for a syscall tracepoint named
     after the function (trailing version digits dropped first: ``openat2`` ->
-    ``openat``), then a tracepoint event of the same name.
+    ``openat``): the entry ``sys_enter_*`` for an entry probe, the return
+    ``sys_exit_*`` (which carries the return value, ``args->ret``) for a return probe
+    (``ret=True``); then a tracepoint event of the same name.
     Returns ``None`` when tracefs is not readable or nothing fits.
     """
     from ebpfhooks.errors import EbpfHooksError
@@ -292,9 +296,10 @@ def stable_alternative(symbol: str) -> str | None:
         return known[0]
     core = _core_word(symbol)
     words = [core.rstrip("0123456789"), core] if core.rstrip("0123456789") else [core]
+    prefix = "sys_exit_" if ret else "sys_enter_"
     for word in words:
-        if ("syscalls", f"sys_enter_{word}") in have:
-            return f"tracepoint:syscalls:sys_enter_{word}"
+        if ("syscalls", f"{prefix}{word}") in have:
+            return f"tracepoint:syscalls:{prefix}{word}"
     for cat, ev in tps:
         if ev in (symbol, core):
             return f"tracepoint:{cat}:{ev}"
