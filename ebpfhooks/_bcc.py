@@ -479,6 +479,20 @@ def _link_create_fn() -> Callable[[int, int, int, int], int]:
     return via_syscall
 
 
+def _xdp_mode_hint(interface: str, mode_flags: int) -> str:
+    """What the refused XDP mode needs, and the spec to use instead."""
+    if mode_flags & 8:  # XDP_FLAGS_HW_MODE
+        return (f"hw (offload) mode runs the program on the NIC: it needs a driver that "
+                f"offloads XDP (e.g. Netronome nfp) and a program compiled for that device "
+                f"(bcc: BPF(text=..., device={interface!r})); use xdp:{interface}:drv "
+                f"(native) or xdp:{interface}:skb (generic) instead")
+    if mode_flags & 4:  # XDP_FLAGS_DRV_MODE
+        return (f"native (drv) mode needs XDP support in the driver of {interface!r}; use "
+                f"xdp:{interface}:skb (generic), or xdp:{interface} (auto: native where the "
+                "driver has it, else generic)")
+    return f"try xdp:{interface}:skb (generic mode works on every interface)"
+
+
 def _xdp_busy(what: str, interface: str, code: int) -> AttachError:
     return AttachError(
         f"the kernel refused to attach {what}: interface {interface!r} already has an "
@@ -547,8 +561,7 @@ def attach_xdp(bpf: Any, fn_name: str, interface: str, mode_flags: int, *, what:
         if code not in (_errno.EINVAL, _errno.ENOSYS):
             raise AttachError(
                 f"the kernel refused to attach {what} through a bpf_link: "
-                f"{os.strerror(code)}; native (drv) mode needs driver support; "
-                "try mode skb (generic)",
+                f"{os.strerror(code)}; {_xdp_mode_hint(interface, mode_flags)}",
                 errno=code,
             )
         # EINVAL/ENOSYS: this kernel has no XDP links after all; netlink below
@@ -564,10 +577,8 @@ def _attach_xdp_netlink(fn: Any, interface: str, mode_flags: int, what: str) -> 
         code = _errno_now()
         if code in (_errno.EBUSY, _errno.EEXIST):
             raise _xdp_busy(what, interface, code) from err
-        raise _attach_error(
-            what, err, CAPS_NET,
-            "native (drv) mode needs driver support; try mode skb (generic)",
-        ) from err
+        raise _attach_error(what, err, CAPS_NET,
+                            _xdp_mode_hint(interface, mode_flags)) from err
 
     record = _record_netlink_xdp(fn, interface)
 

@@ -94,6 +94,22 @@ def test_xdp_refuses_to_replace_a_program_it_does_not_own(
     assert not xdp_prog_on(a)
 
 
+@pytest.mark.parametrize("via", ["link", "netlink"])
+def test_error_xdp_hw_mode_says_what_offload_needs(
+    bpf: Any, veth: tuple[str, str], via: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused hw (offload) attach explains offload, not native mode, and leaves nothing."""
+    a, _ = veth
+    monkeypatch.setenv("EBPFHOOKS_XDP_ATTACH", via)
+    with pytest.raises(ebpfhooks.AttachError) as err:
+        Hook.from_spec(f"xdp:{a}:hw").attach(bpf, fn_name="on_xdp")
+    text = str(err.value)
+    assert "hw (offload) mode runs the program on the NIC" in text
+    assert f"use xdp:{a}:drv (native) or xdp:{a}:skb (generic)" in text
+    assert "native (drv) mode needs" not in text
+    assert not xdp_prog_on(a)
+
+
 def test_raw_socket_counts_exactly(bpf: Any, counters: Counters, veth: tuple[str, str]) -> None:
     a, b = veth
     with Hook.from_spec(f"raw_socket:{a}").attach(bpf, fn_name="on_socket") as link:
