@@ -105,12 +105,19 @@ def _load_func(bpf: Any, fn_name: str, prog_type: str, what: str) -> Any:
                 f"{prog_type}: define a separate function for this hook"
             )
         return bpf.funcs[name]
-    if _is_bcc_bpf(bpf) and bpf.module and not _lib().bpf_function_start(bpf.module, name):
+    if _is_bcc_bpf(bpf) and not bpf.module:
+        raise ProgramError(
+            f"the BPF module of {fn_name!r} is closed (bpf.cleanup() or bpf.close() ran): "
+            "its functions are gone; compile the source again (BPF(text=SOURCE)) and attach "
+            "before cleaning it up"
+        )
+    if _is_bcc_bpf(bpf) and not _lib().bpf_function_start(bpf.module, name):
         have = function_names(bpf)
         raise ProgramError(
             f"the BPF module defines no function {fn_name!r}"
             + (f"; it defines: {', '.join(have)}" if have else "")
         )
+    ctypes_errno_reset()
     try:
         fn = bpf.load_func(name, getattr(bcc.BPF, prog_type))
     except Exception as err:
@@ -122,11 +129,33 @@ def _load_func(bpf: Any, fn_name: str, prog_type: str, what: str) -> Any:
             ) from err
         raise ProgramError(
             f"the kernel refused to load {fn_name!r} as a {prog_type} program for {what} "
-            f"({os.strerror(code) if code else err}); check that its arguments fit the hook "
-            "(bcc prints the verifier log above)"
+            f"({os.strerror(code) if code else err}); {_load_hint(code)}"
         ) from err
     types[fn_name] = prog_type
     return fn
+
+
+def ctypes_errno_reset() -> None:
+    """Clear ctypes' saved errno, so an errno read after a bcc call is that call's."""
+    import ctypes
+
+    ctypes.set_errno(0)
+
+
+def _load_hint(code: int) -> str:
+    """What a failed program load means, by errno (bcc prints a verifier log only for some)."""
+    if code == _errno.E2BIG:
+        return ("the program is too large for the kernel: more instructions than it "
+                "accepts (4096 without CAP_BPF, 1 million verified with it), and no "
+                "verifier log is printed for this; make it smaller (bound loops, "
+                "split it with tail calls)")
+    if code in (_errno.EINVAL, _errno.EACCES):
+        return ("the verifier rejected it: bcc prints the verifier log above; check that "
+                "its argument type and memory accesses fit the hook")
+    if code == _errno.ENOMEM:
+        return ("the kernel could not allocate memory for it (with kernels before 5.11, "
+                "raise the locked-memory limit: ulimit -l unlimited)")
+    return "check that its arguments fit the hook"
 
 
 #: Function-name prefixes bcc attaches by itself when it compiles the module.

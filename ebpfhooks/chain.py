@@ -29,7 +29,16 @@ from ebpfhooks.errors import (
     ProgramError,
     SpecError,
 )
-from ebpfhooks.hooks.base import Hook, Link, LinkGroup, Program, Resolution
+from ebpfhooks.hooks.base import (
+    Hook,
+    Link,
+    LinkGroup,
+    Program,
+    Resolution,
+    _not_a_program,
+    check_fn_name,
+    is_bcc_module,
+)
 
 __all__ = ["Alternative", "Choice", "FirstOf", "NoAlternativeError", "attach_all", "first_of"]
 
@@ -88,7 +97,7 @@ def _coerce(item: object) -> Alternative:
         if not isinstance(fn_name, str):
             raise SpecError(
                 f"a chain pair is (spec, fn_name); fn_name must be a str, got {fn_name!r}")
-        return Alternative(_coerce(hook).hook, Program(None, fn_name).fn_name)
+        return Alternative(_coerce(hook).hook, check_fn_name(fn_name))
     raise SpecError(
         f"a chain alternative is a spec, a Hook, or a (spec, fn_name) pair; got {item!r}"
     )
@@ -171,6 +180,8 @@ class FirstOf:
         passed over too. Each alternative uses its own ``fn_name`` when it has
         one, else ``fn_name`` (or the :class:`ebpfhooks.Program`'s).
         """
+        if not isinstance(prog, Program) and not is_bcc_module(prog):
+            raise _not_a_program(prog, "attach()")
         passed: list[tuple[Hook, Exception]] = []
         for alt in self.alternatives:
             try:

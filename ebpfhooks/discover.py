@@ -503,6 +503,10 @@ class Listing:
         #: hooks without parsing each spec again
         self._uprobe_parts: dict[str, tuple[str, str, str]] = {}
 
+    def __repr__(self) -> str:
+        return (f"<Listing {self.pattern!r}: {len(self.hooks)} hooks, "
+                f"{len(self.notes)} notes>")
+
     def to_dict(self) -> dict[str, Any]:
         """The listing as JSON-ready data."""
         return {"pattern": self.pattern, "hooks": self.hooks, "sources": self.sources,
@@ -864,6 +868,10 @@ class HookInfo:
         self.attachable = attachable
         self.problem = problem
 
+    def __repr__(self) -> str:
+        state = {True: "attachable", False: "not attachable", None: "attachable?"}
+        return f"<HookInfo {self.spec} ({state[self.attachable]})>"
+
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
         return {"spec": self.spec, "kind": self.kind, "attachable": self.attachable,
@@ -1121,6 +1129,10 @@ class Candidate:
         self.attachable = attachable
         self.why = why
 
+    def __repr__(self) -> str:
+        return (f"Candidate(spec={self.spec!r}, kind={self.kind!r}, stable={self.stable}, "
+                f"attachable={self.attachable}, why={self.why!r})")
+
     def to_dict(self) -> dict[str, Any]:
         """The candidate as JSON-ready data."""
         return {"spec": self.spec, "kind": self.kind, "stable": self.stable,
@@ -1142,6 +1154,10 @@ class Suggestion:
         self.recommended = recommended
         self.reason = reason
         self.more = more
+
+    def __repr__(self) -> str:
+        return (f"<Suggestion {self.word!r}{' (return)' if self.ret else ''}: "
+                f"recommended {self.recommended}, {len(self.candidates)} candidates>")
 
     def to_dict(self) -> dict[str, Any]:
         """The suggestion as JSON-ready data."""

@@ -187,6 +187,10 @@ class Report:
         self.system = system
         self.fixed = fixed
 
+    def __repr__(self) -> str:
+        no = [n for n, f in self.kinds.items() if f.status is _NO]
+        return f"<Report: kinds not attachable here: {', '.join(no) or 'none'}>"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``system``, ``fixed``, ``checks`` and ``kinds`` with status/reason/fix."""
         def conv(fs: dict[str, Feature]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ __all__ = [
     "OffsetOutOfRangeError",
     "ProcessNotFoundError",
     "ProgramError",
+    "ProgramTypeError",
     "SpecError",
     "SymbolNotFoundError",
     "TracefsFormatError",
@@ -239,6 +240,15 @@ class ProgramError(EbpfHooksError, LookupError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class ProgramTypeError(ProgramError, TypeError):
+    """What was passed as the program is not one: neither a bcc ``BPF`` module nor a
+    :class:`ebpfhooks.Program` (``None``, a C source string, ...).
+
+    >>> isinstance(ProgramTypeError("x"), TypeError)
+    True
+    """
 
 
 class BccNotFoundError(EbpfHooksError, ImportError):

@@ -169,6 +169,9 @@ class HookCount:
         self.processes: dict[tuple[int, str], int] = {}
         self.protocols: dict[tuple[int, int], int] = {}
 
+    def __repr__(self) -> str:
+        return f"HookCount(spec={self.spec!r}, kind={self.kind!r}, hits={self.hits})"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready counts, biggest first."""
         out: dict[str, Any] = {"spec": self.spec, "kind": self.kind, "hits": self.hits}
@@ -192,6 +195,10 @@ class TraceSummary:
         self.hooks = hooks
         self.seconds = seconds
         self.pid = pid
+
+    def __repr__(self) -> str:
+        return (f"<TraceSummary {len(self.hooks)} hooks, {sum(h.hits for h in self.hooks)} "
+                f"hits in {self.seconds:.1f} s>")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""

@@ -155,6 +155,39 @@ def test_live_optional_group_skips_missing_hooks(bpf: Any, counters: Counters) -
                               f"tracepoint:syscalls:sys_enter_{missing}"], bpf, "on_getppid")
 
 
+@pytest.mark.live
+def test_error_strict_group_reports_the_first_failing_hook_in_order(bpf: Any) -> None:
+    """Hooks are checked in bulk per kind, but the error raised is the first hook's."""
+    hooks = ["tracepoint:syscalls:sys_enter_getppid", "rawtracepoint:ehk_no_such_tp",
+             "tracepoint:ehk_no_such:event"]
+    with pytest.raises(ebpfhooks.TracepointNotFoundError) as err:
+        ebpfhooks.attach_all(hooks, bpf, "on_getppid")
+    assert err.value.name == "ehk_no_such_tp"
+    with pytest.raises(ebpfhooks.TracepointNotFoundError) as err:
+        ebpfhooks.attach_all(list(reversed(hooks)), bpf, "on_getppid")
+    assert err.value.name == "ehk_no_such:event"
+
+
+def test_error_attach_wrong_program_is_a_type_error() -> None:
+    """None, a C source or any other object as the program: ProgramTypeError, never a
+    bcc AttributeError; checked before anything else (no privileges, kernel or target)."""
+    hook = Hook.from_spec("tracepoint:ehk_no_such:event")
+    for prog in (None, "int fn(void *ctx) { return 0; }", 42):
+        for attach in (lambda p: hook.attach(p, "fn"),
+                       lambda p: ebpfhooks.first_of(hook).attach(p, "fn"),
+                       lambda p: ebpfhooks.attach_all([hook], p, "fn"),
+                       lambda p: ebpfhooks.Program(p, "fn")):
+            with pytest.raises(ebpfhooks.ProgramTypeError) as err:
+                attach(prog)
+            assert isinstance(err.value, TypeError)
+            assert isinstance(err.value, ebpfhooks.ProgramError)
+            text = str(err.value)
+            assert f"got {type(prog).__name__}" in text
+            assert "BPF(text=SOURCE)" in text
+    with pytest.raises(ebpfhooks.ProgramTypeError, match="a C source is compiled by bcc first"):
+        hook.attach("int x;", "fn")
+
+
 def test_suggest_chain_orders_stable_first() -> None:
     from ebpfhooks.discover import suggest
 

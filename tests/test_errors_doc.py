@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -101,6 +102,15 @@ def _no_kprobes() -> None:
         features.kprobes = real  # type: ignore[method-assign]
 
 
+class _StandIn:
+    """Has what a bcc module has for Program(): a load_func and a funcs table."""
+
+    funcs: dict[bytes, object] = {}  # noqa: RUF012
+
+    def load_func(self, *args: object) -> None:
+        raise AssertionError("not reached")
+
+
 def _no_bcc() -> None:
     from ebpfhooks import _bcc
 
@@ -183,14 +193,18 @@ CASES: list[tuple[str, str, str, Callable[[], str]]] = [
      "nobody (`setpriv`)", "run as root or grant the capability it names",
      _in_subprocess("HookPermissionError",
                     "Hook.from_spec('tracepoint:syscalls:sys_enter_openat')"
-                    ".attach(object(), fn_name='f')", *NOBODY)),
+                    ".attach(type('BPF', (), {'load_func': print, 'funcs': {}})(), "
+                    "fn_name='f')", *NOBODY)),
     ("HookPermissionError", "`resolve_binary('c', pid=1)` as user nobody",
      "run as root or as the process's user",
      _in_subprocess("HookPermissionError", "resolve_binary('c', 1)", *NOBODY)),
     ("AttachError", "`EBPFHOOKS_XDP_ATTACH=ioctl`", "`auto`, `link` or `netlink`",
      _raises("AttachError", _bad_xdp_mechanism)),
     ("ProgramError", "`Program(bpf, '1st')`", "the name of a function in the BPF source",
-     _raises("ProgramError", lambda: Program(object(), "1st"))),
+     _raises("ProgramError", lambda: Program(_StandIn(), "1st"))),
+    ("ProgramTypeError", "`hook.attach(None, 'fn')`", "compile the source with bcc first: "
+     "`BPF(text=SOURCE)`", _raises("ProgramTypeError", lambda: Hook.from_spec(
+         "tracepoint:syscalls:sys_enter_openat").attach(None, "fn"))),
     ("BccNotFoundError", "a Python that cannot import bcc", "install bcc from the distribution",
      _raises("BccNotFoundError", _no_bcc)),
     ("TracefsFormatError", "a tracepoint `format` file with `ID: nope`",
@@ -235,9 +249,12 @@ def render() -> str:
     rows = ["| error | builtin | example input | message | fix |", "|---|---|---|---|---|"]
     for name, example, fix, produce in CASES:
         cls = getattr(errors_module, name)
-        builtin = next(b.__name__ for b in cls.__mro__
-                       if b.__module__ == "builtins" and b is not Exception)
-        rows.append(f"| `{name}` | `{builtin}` | {example} | {_cell(produce())} | {fix} |")
+        found = [b for b in cls.__mro__ if b.__module__ == "builtins"
+                 and b not in (Exception, BaseException, object)]
+        # the builtins it refines, most specific only (PermissionError, not also OSError)
+        builtin = ", ".join(f"`{b.__name__}`" for b in found
+                            if not any(o is not b and issubclass(o, b) for o in found))
+        rows.append(f"| `{name}` | {builtin} | {example} | {_cell(produce())} | {fix} |")
     for name, what in NOT_SHOWN.items():
         rows.append(f"| `{name}` | `LookupError` | {what} | | |")
     return "\n".join(rows)
@@ -248,6 +265,19 @@ def test_every_error_class_has_a_row() -> None:
              if issubclass(c, EbpfHooksError)}
     covered = {case[0] for case in CASES} | set(NOT_SHOWN) | ABSTRACT
     assert names - covered == set()
+
+
+def test_every_error_is_importable_from_the_package() -> None:
+    """Every error a public call can raise is ``ebpfhooks.<Name>`` (and in its __all__)."""
+    import ebpfhooks
+
+    names = {n for n, c in inspect.getmembers(errors_module, inspect.isclass)
+             if issubclass(c, EbpfHooksError)} | {"NoAlternativeError"}
+    for name in sorted(names):
+        assert name in ebpfhooks.__all__, name
+        assert issubclass(getattr(ebpfhooks, name), EbpfHooksError), name
+    in_doc = set(re.findall(r"^\| `(\w+Error)` \|", DOC.read_text(), re.M))
+    assert in_doc and in_doc <= set(ebpfhooks.__all__)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the table is generated as root (CI is root)")

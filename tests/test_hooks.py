@@ -235,20 +235,59 @@ def test_error_unknown_program_function(fake_bcc: list[Any]) -> None:
         Hook.from_spec("t:syscalls:sys_enter_openat").attach(FakeBPFClass(), fn_name="missing")
 
 
+class _FailingLoad(FakeBPFClass):
+    """load_func fails the way bcc's does: a bare Exception, errno saved by ctypes."""
+
+    load_errno = 0
+
+    def load_func(self, name: bytes, prog_type: int) -> FakeFunction:
+        import ctypes
+
+        ctypes.set_errno(self.load_errno)
+        raise Exception(f"Failed to load BPF program {name!r}")
+
+
+@pytest.mark.parametrize(("code", "says", "not_says"), [
+    (7, "too large for the kernel", "verifier log above"),  # E2BIG
+    (22, "bcc prints the verifier log above", "too large"),  # EINVAL
+])
+def test_error_program_load_says_what_happened(fake_bcc: list[Any], code: int, says: str,
+                                               not_says: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    monkeypatch.setattr(adapter, "_errno_now", ctypes.get_errno)  # the fake sets it
+    bpf = _FailingLoad()
+    bpf.load_errno = code
+    with pytest.raises(ebpfhooks.ProgramError) as err:
+        Hook.from_spec("t:syscalls:sys_enter_openat").attach(bpf, fn_name="fn")
+    assert says in str(err.value) and not_says not in str(err.value)
+    assert os.strerror(code) in str(err.value)
+
+
+def test_error_program_of_a_closed_module(fake_bcc: list[Any]) -> None:
+    bpf = FakeBPFClass()
+    bpf.module = None  # what bcc's cleanup()/close() leave
+    with pytest.raises(ebpfhooks.ProgramError, match=r"is closed \(bpf.cleanup\(\) or "
+                       r"bpf.close\(\) ran\)") as err:
+        Hook.from_spec("t:syscalls:sys_enter_openat").attach(bpf, fn_name="fn")
+    assert "verifier" not in str(err.value)
+
+
 def test_error_program_arguments() -> None:
     with pytest.raises(ebpfhooks.ProgramError, match="not a C identifier"):
-        Program(object(), "on-open")
+        Program(FakeBPFClass(), "on-open")
     with pytest.raises(ebpfhooks.ProgramError, match="without fn_name"):
-        Hook.from_spec("t:syscalls:sys_enter_openat").attach(object())
+        Hook.from_spec("t:syscalls:sys_enter_openat").attach(FakeBPFClass())
     with pytest.raises(ebpfhooks.ProgramError, match="pass one or the other"):
-        Hook.from_spec("t:syscalls:sys_enter_openat").attach(Program(object(), "a"), "b")
+        Hook.from_spec("t:syscalls:sys_enter_openat").attach(Program(FakeBPFClass(), "a"), "b")
 
 
 def test_error_kprobe_not_supported_names_the_alternative(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(features, "kprobes", lambda: Feature(
         "kprobes", FeatureStatus.NO, "no kprobe PMU, no kprobe_events", "CONFIG_KPROBES=y"))
     with pytest.raises(ebpfhooks.NotSupportedError) as err:
-        Kprobe("do_sys_openat2").attach(object(), fn_name="f")
+        Kprobe("do_sys_openat2").attach(FakeBPFClass(), fn_name="f")
     assert str(err.value) == (
         "kprobe:do_sys_openat2 cannot attach: this kernel has no kprobe support "
         "(no kprobe PMU, no kprobe_events)\n"
@@ -261,7 +300,7 @@ def test_error_bcc_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(adapter, "_bcc", None)
     monkeypatch.setitem(sys.modules, "bcc", None)
     with pytest.raises(ebpfhooks.BccNotFoundError, match="apt-get install python3-bpfcc") as err:
-        Hook.from_spec("t:syscalls:sys_enter_openat").attach(object(), fn_name="f")
+        Hook.from_spec("t:syscalls:sys_enter_openat").attach(FakeBPFClass(), fn_name="f")
     assert isinstance(err.value, ImportError)
 
 
@@ -340,7 +379,8 @@ def test_uprobe_resolution_shows_the_file(tmp_path: Path) -> None:
 _UNPRIVILEGED = """
 import ebpfhooks
 try:
-    ebpfhooks.from_spec("tracepoint:syscalls:sys_enter_openat").attach(object(), fn_name="f")
+    ebpfhooks.from_spec("tracepoint:syscalls:sys_enter_openat").attach(
+        type("BPF", (), {"load_func": print, "funcs": {}})(), fn_name="f")
 except ebpfhooks.HookPermissionError as err:
     print("capability=" + err.capability)
     print(err)

@@ -229,6 +229,17 @@ def test_errors_from_attach_are_typed(bpf: Any, veth: tuple[str, str]) -> None:
         Hook.from_spec("raw_socket:lo").attach(bpf, fn_name="on_xdp")
 
 
+def test_error_attach_after_cleanup_says_the_module_is_closed(live: None) -> None:
+    from bcc import BPF
+
+    module = BPF(text="int ehk_closed(void *ctx) { return 0; }")
+    module.cleanup()
+    with pytest.raises(ebpfhooks.ProgramError) as err:
+        Hook.from_spec("tracepoint:syscalls:sys_enter_getppid").attach(module, "ehk_closed")
+    assert "is closed (bpf.cleanup() or bpf.close() ran)" in str(err.value)
+    assert "verifier" not in str(err.value)
+
+
 _EXIT_SCRIPT = textwrap.dedent(
     """
     import os, sys

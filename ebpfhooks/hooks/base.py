@@ -212,6 +212,45 @@ class Hook:
         raise NotImplementedError
 
 
+def check_fn_name(value: object) -> str:
+    """Return ``value`` if it can name a BPF function (a C identifier), else raise.
+
+    >>> check_fn_name("on_open")
+    'on_open'
+
+    Raises :class:`ebpfhooks.ProgramError` naming the value.
+    """
+    if not isinstance(value, str) or not _C_IDENT.match(value):
+        raise ProgramError(
+            f"program function name {value!r} is not a C identifier; "
+            "pass the name of a function defined in the BPF source, "
+            "e.g. Program(bpf, 'on_open')"
+        )
+    return value
+
+
+def is_bcc_module(obj: object) -> bool:
+    """True for a compiled bcc ``BPF`` module (or a stand-in with its loading interface)."""
+    return callable(getattr(obj, "load_func", None)) and isinstance(getattr(obj, "funcs", None),
+                                                                    dict)
+
+
+def _not_a_program(obj: object, where: str) -> ProgramError:
+    from ebpfhooks.errors import ProgramTypeError
+
+    shown = repr(obj)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    msg = (f"{where} needs a compiled bcc module or an ebpfhooks.Program, got "
+           f"{type(obj).__name__} {shown}")
+    if isinstance(obj, (str, bytes)):
+        msg += ("; a C source is compiled by bcc first: prog = BPF(text=SOURCE), then "
+                "hook.attach(prog, fn_name='on_event')")
+    else:
+        msg += ("; accepted: a bcc BPF object (from bcc import BPF; prog = BPF(text=SOURCE)) "
+                "with fn_name, or ebpfhooks.Program(prog, 'on_event')")
+    return ProgramTypeError(msg)
+
+
 @attrs.frozen
 class Program:
     """A function in a compiled bcc ``BPF`` module, ready to attach.
@@ -223,19 +262,22 @@ class Program:
     when the program is attached (:class:`ebpfhooks.ProgramError` lists the
     functions it does define). The ``BPF`` object stays the caller's: close it
     with ``bpf.cleanup()`` (or use it as a context manager) when done.
+
+    Raises :class:`ebpfhooks.ProgramTypeError` (a ``ProgramError`` and a ``TypeError``)
+    when ``bpf`` is not a bcc module (``None``, a C source string...).
     """
 
     bpf: Any = attrs.field(eq=False)
     fn_name: str = attrs.field()
 
+    @bpf.validator
+    def _check_bpf(self, _attr: attrs.Attribute[Any], value: object) -> None:
+        if not is_bcc_module(value):
+            raise _not_a_program(value, "Program(bpf, fn_name)")
+
     @fn_name.validator
     def _check_fn_name(self, _attr: attrs.Attribute[str], value: str) -> None:
-        if not isinstance(value, str) or not _C_IDENT.match(value):
-            raise ProgramError(
-                f"program function name {value!r} is not a C identifier; "
-                "pass the name of a function defined in the BPF source, "
-                "e.g. Program(bpf, 'on_open')"
-            )
+        check_fn_name(value)
 
     @classmethod
     def coerce(cls, prog: Program | Any, fn_name: str | None) -> Program:
@@ -247,6 +289,8 @@ class Program:
                     "pass one or the other"
                 )
             return prog
+        if not is_bcc_module(prog):
+            raise _not_a_program(prog, "attach()")
         if fn_name is None:
             raise ProgramError(
                 "attach() got a BPF object without fn_name; "
@@ -422,8 +466,9 @@ def check_and_resolve(hooks: Sequence[Hook], fatal: Callable[[Exception], bool] 
     >>> check_and_resolve([])
     []
 
-    Returns each hook's resolution or the error that stops it; an error for which
-    ``fatal(err)`` is true (by default: any) is raised instead.
+    Returns each hook's resolution or the error that stops it; when an error for which
+    ``fatal(err)`` is true (by default: any) is found, the first such error in the
+    hooks' order is raised instead.
     """
     from ebpfhooks.errors import EbpfHooksError
 
@@ -436,15 +481,14 @@ def check_and_resolve(hooks: Sequence[Hook], fatal: Callable[[Exception], bool] 
             hooks[idxs[0]].check_privileges()
             hooks[idxs[0]].check_supported()
         except EbpfHooksError as err:
-            if fatal(err):
-                raise
             for i in idxs:
                 results[i] = err
             continue
         for i, res in zip(idxs, kind._resolve_batch([hooks[i] for i in idxs]), strict=True):
-            if isinstance(res, Exception) and fatal(res):
-                raise res
             results[i] = res
+    for res in results:
+        if isinstance(res, Exception) and fatal(res):
+            raise res
     assert all(r is not None for r in results)
     return cast("list[Resolution | Exception]", results)
 
