@@ -1255,7 +1255,7 @@ def suggest(word: str, *, ret: bool = False) -> Suggestion:
     tps = list_tracepoints()
     have_tp = set(f"tracepoint:{c}:{e}" for c, e in tps)
     matching = sorted(((c, e) for c, e in tps if word in e),
-                      key=lambda p: _tp_rank(word, *p, ret))
+                      key=lambda p: _tp_rank(word, p[0], p[1], ret))
     entry, leave = "the syscall's entry (stable ABI)", "the syscall's return (stable ABI)"
     for cat, ev in matching:
         rank = _tp_rank(word, cat, ev, ret)[0]

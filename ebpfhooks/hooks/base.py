@@ -486,9 +486,9 @@ def check_and_resolve(hooks: Sequence[Hook], fatal: Callable[[Exception], bool] 
             continue
         for i, res in zip(idxs, kind._resolve_batch([hooks[i] for i in idxs]), strict=True):
             results[i] = res
-    for res in results:
-        if isinstance(res, Exception) and fatal(res):
-            raise res
+    for outcome in results:
+        if isinstance(outcome, Exception) and fatal(outcome):
+            raise outcome
     assert all(r is not None for r in results)
     return cast("list[Resolution | Exception]", results)
 
