@@ -231,6 +231,10 @@ def _queries(text: str) -> list[_Query]:
     out: list[_Query] = []
     first_error: SpecError | None = None
     for kind in kinds:
+        if wildcard_kind and kind in ("uprobe", "uretprobe") and "/" not in rest:
+            # '*:sched:sched_switch' names a tracepoint, not a binary called 'sched': a
+            # kind wildcard reaches user space only through a path
+            continue
         try:
             out.append(_kind_query(text, kind, body, rest))
         except SpecError as err:

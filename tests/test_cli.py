@@ -118,3 +118,13 @@ def test_suggest_return_names_the_exit_tracepoint(live: None) -> None:
     out = _run("suggest", "--return", "--chain", "openat")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("tracepoint:syscalls:sys_exit_openat")
+
+
+@pytest.mark.live
+def test_list_kind_wildcard_does_not_take_a_category_for_a_binary(live: None) -> None:
+    out = _run("list", "*:sched:sched_switch")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "tracepoint:sched:sched_switch\n"
+    assert "binary" not in out.stderr and "uprobe" not in out.stderr
+    both = _run("list", "*:/bin/bash:readline")  # a path still reaches the user-space kinds
+    assert both.stdout.split() == ["uprobe:/bin/bash:readline", "uretprobe:/bin/bash:readline"]
