@@ -58,7 +58,7 @@ from ebpfhooks.names import (
     check_user_symbol,
 )
 
-__all__ = ["KIND_ALIASES", "parse"]
+__all__ = ["KIND_ALIASES", "parse", "parse_location"]
 
 #: Kinds other tools know that ebpfhooks does not attach.
 _OTHER_KINDS = {
@@ -218,7 +218,7 @@ def _number(t: _Text, text: str, start: int, what: str) -> int:
     return value
 
 
-def _split_offset(t: _Text, start: int, end: int, kind: str) -> tuple[int, int, int]:
+def _split_offset(t: _Text, start: int, end: int) -> tuple[int, int, int]:
     """Return (name_end, offset, offset_start) for ``name[+off]`` in text[start:end]."""
     text = t.text
     plus = text.find("+", start, end)
@@ -248,7 +248,7 @@ def _kprobe(t: _Text, kind: str, start: int, end: int, options: dict[str, int],
         start = colon + 1
         if start >= end:
             raise t.error(start, start + 1, "missing function name after the module")
-    name_end, offset, off_at = _split_offset(t, start, end, kind)
+    name_end, offset, off_at = _split_offset(t, start, end)
     name = text[start:name_end]
     t.check(check_kernel_symbol(name), start)
     if kind == "kretprobe":
@@ -311,29 +311,50 @@ def _uprobe(t: _Text, kind: str, start: int, end: int, options: dict[str, int],
     loc_start = colon + 1
     if loc_start >= end:
         raise t.error(loc_start, loc_start + 1, "missing symbol or address after the binary")
-    loc_text = text[loc_start:end]
-    location: Location
-    if loc_text.startswith("file_offset="):
-        vstart = loc_start + len("file_offset=")
-        location = FileOffset(_number(t, text[vstart:end], vstart, "file offset"))
-    elif loc_text[0].isdigit():
-        value = _number(t, loc_text, loc_start, "address")
-        # libbpf's raw offsets are file offsets; bpftrace's and bcc's are virtual addresses
-        location = FileOffset(value) if libbpf else Address(value)
-    else:
-        name_end, offset, off_at = _split_offset(t, loc_start, end, kind)
-        name = text[loc_start:name_end]
-        t.check(check_user_symbol(name), loc_start)
-        if kind == "uretprobe" and off_at != end:
-            raise t.error(off_at, end, "offset not allowed on a uretprobe",
-                          "a return probe fires when the function returns; "
-                          f"use uprobe:{binary}:{text[loc_start:end]} for an offset")
-        location = Symbol(name, offset)
+    location = _location(t, loc_start, end, libbpf)
+    if kind == "uretprobe" and isinstance(location, Symbol) and location.offset:
+        off_at = text.find("+", loc_start, end)
+        raise t.error(off_at, end, "offset not allowed on a uretprobe",
+                      "a return probe fires when the function returns; "
+                      f"use uprobe:{binary}:{text[loc_start:end]} for an offset")
     pid = options.get("pid")
     if pid is not None and not 0 < pid < 1 << 22:
         raise t.error(end, len(text), f"pid {pid} is out of range", "expected 1..4194303")
     cls = Uprobe if kind == "uprobe" else Uretprobe
     return cls(binary, location, pid=pid)
+
+
+def _location(t: _Text, start: int, end: int, libbpf: bool = False) -> Location:
+    """``symbol[+offset]``, ``0xVADDR``/``VADDR`` or ``file_offset=N`` in text[start:end]."""
+    text = t.text
+    loc_text = text[start:end]
+    if loc_text.startswith("file_offset="):
+        vstart = start + len("file_offset=")
+        return FileOffset(_number(t, text[vstart:end], vstart, "file offset"))
+    if loc_text[:1].isdigit():
+        value = _number(t, loc_text, start, "address")
+        # libbpf's raw offsets are file offsets; bpftrace's and bcc's are virtual addresses
+        return FileOffset(value) if libbpf else Address(value)
+    name_end, offset, _ = _split_offset(t, start, end)
+    name = text[start:name_end]
+    t.check(check_user_symbol(name), start)
+    return Symbol(name, offset)
+
+
+def parse_location(text: str) -> Location:
+    """Parse a uprobe location as a spec writes it (what ``Uprobe(binary, "...")`` takes).
+
+    >>> parse_location("readline+4")
+    Symbol(name='readline', offset=4)
+    >>> parse_location("0x1139"), parse_location("file_offset=0x1139")
+    (Address(vaddr=4409), FileOffset(offset=4409))
+
+    Raises :class:`SpecError` with a caret under the bad column.
+    """
+    if not text:
+        raise SpecError("empty uprobe location", hint="expected SYMBOL[+OFFSET], 0xVADDR or "
+                        "file_offset=N, e.g. 'readline' or 'readline+4'")
+    return _location(_Text(text), 0, len(text))
 
 
 def _xdp(t: _Text, start: int, end: int) -> Hook:

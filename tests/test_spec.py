@@ -314,3 +314,23 @@ def test_error_direct_construction_is_validated() -> None:
         Uprobe("/bin/bash", 1.5)  # type: ignore[arg-type]
     with pytest.raises(SpecError, match="unknown XDP mode"):
         Xdp("lo", "turbo")  # type: ignore[arg-type]
+
+
+def test_uprobe_location_written_as_in_a_spec() -> None:
+    """A str location is parsed as a spec writes it: symbol+offset, address, file offset."""
+    assert Uprobe("/bin/bash", "readline+4") == Hook.from_spec("uprobe:/bin/bash:readline+4")
+    assert Uprobe("/bin/bash", "readline+0x4").location == Symbol("readline", 4)
+    assert Uprobe("/bin/bash", "0x1139").location == Address(0x1139)
+    assert Uprobe("/bin/bash", 0x1139).location == Address(0x1139)
+    assert Uprobe("/bin/bash", "file_offset=0x10").location == FileOffset(16)
+    assert Uprobe("c", "malloc@@GLIBC_2.2.5").location == Symbol("malloc@@GLIBC_2.2.5")
+
+
+def test_error_uprobe_location() -> None:
+    with pytest.raises(SpecError) as err:
+        Uprobe("/bin/bash", "readline+")
+    assert str(err.value).splitlines()[0] == "invalid hook spec: missing offset"
+    with pytest.raises(SpecError, match="offset not allowed on a uretprobe"):
+        Uretprobe("/bin/bash", "readline+4")
+    with pytest.raises(SpecError, match=r"'readline\+4', '0x1139'.*got NoneType None"):
+        Uprobe("/bin/bash", None)  # type: ignore[arg-type]

@@ -85,15 +85,19 @@ Location = Symbol | Address | FileOffset
 
 
 def _location(value: object) -> Location:
+    """What a uprobe location may be: see :class:`UserProbeHook`."""
     if isinstance(value, (Symbol, Address, FileOffset)):
         return value
     if isinstance(value, str):
-        return Symbol(value)
+        from ebpfhooks.spec import parse_location
+
+        return parse_location(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return Address(value)
     raise SpecError(
-        f"uprobe location must be a Symbol, Address, FileOffset, a symbol name (str) or a "
-        f"virtual address (int), got {value!r}"
+        f"uprobe location must be a Symbol, Address or FileOffset, a str as a spec writes "
+        f"it ('readline', 'readline+4', '0x1139', 'file_offset=0x1139') or an int (a "
+        f"virtual address), got {type(value).__name__} {value!r}"
     )
 
 
@@ -131,6 +135,18 @@ class UserProbeHook(Hook):
     ``binary`` is a path, an executable name found on ``PATH``, or a library
     name (``c``, ``libc``, ``libc.so.6``); with ``pid`` the library mapped in
     that process, and only that process's hits fire. Minimum kernel 4.3.
+
+    ``location`` is where in the file:
+
+    - a :class:`Symbol` (``Symbol("readline", 4)``), or a ``str`` as a spec writes it:
+      ``"readline"``, ``"readline+4"``, ``"malloc@@GLIBC_2.2.5"``;
+    - an :class:`Address`, an ELF virtual address as ``nm`` prints it, or an ``int``, or
+      the ``str`` ``"0x1139"``;
+    - a :class:`FileOffset`, a raw offset in the file (libbpf's meaning), or the ``str``
+      ``"file_offset=0x1139"``.
+
+    >>> Uprobe("/bin/bash", "readline+4").location
+    Symbol(name='readline', offset=4)
     """
 
     binary: str = attrs.field(validator=validated(check_path, "binary"))
