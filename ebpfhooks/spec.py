@@ -30,9 +30,10 @@ location, so ``uprobe//usr/bin/python3:main`` and ``uprobe:/usr/bin/python3:main
 name the same file. A wildcard (``*``, ``?``) is refused: a spec names one
 hook (list or expand patterns with the listing API).
 
->>> parse("k:vfs_read+16")
+>>> import ebpfhooks
+>>> ebpfhooks.from_spec("k:vfs_read+16")
 Kprobe(symbol='vfs_read', module=None, offset=16)
->>> str(parse("tp/syscalls/sys_enter_openat"))
+>>> str(ebpfhooks.from_spec("tp/syscalls/sys_enter_openat"))
 'tracepoint:syscalls:sys_enter_openat'
 """
 
@@ -92,9 +93,10 @@ class _Text:
 
 
 def parse(text: str) -> Hook:
-    """Parse ``text`` into a hook of the kind it names.
+    """Parse ``text`` into a hook of the kind it names (``ebpfhooks.from_spec``).
 
-    >>> parse("uretprobe:/bin/bash:readline")
+    >>> import ebpfhooks
+    >>> ebpfhooks.from_spec("uretprobe:/bin/bash:readline")
     Uretprobe(binary='/bin/bash', location=Symbol(name='readline', offset=0), pid=None)
 
     Raises :class:`SpecError` whose message shows the spec with a caret under
@@ -344,6 +346,7 @@ def _location(t: _Text, start: int, end: int, libbpf: bool = False) -> Location:
 def parse_location(text: str) -> Location:
     """Parse a uprobe location as a spec writes it (what ``Uprobe(binary, "...")`` takes).
 
+    >>> from ebpfhooks.spec import parse_location
     >>> parse_location("readline+4")
     Symbol(name='readline', offset=4)
     >>> parse_location("0x1139"), parse_location("file_offset=0x1139")

@@ -34,9 +34,12 @@ class Tracepoint(Hook):
     >>> str(hook)
     'tracepoint:syscalls:sys_enter_openat'
 
-    Fires each time the kernel passes the tracepoint; bcc builds the
-    ``args`` struct from the event's tracefs ``format`` file
-    (``TRACEPOINT_PROBE(syscalls, sys_enter_openat) { ... args->filename ... }``).
+    Fires each time the kernel passes the tracepoint; bcc builds the argument
+    struct from the event's tracefs ``format`` file: name the function freely and
+    give it that struct
+    (``int on_open(struct tracepoint__syscalls__sys_enter_openat *args) { ...
+    args->filename ... }``). Not ``TRACEPOINT_PROBE``: bcc attaches those itself
+    at compile time, so no :class:`ebpfhooks.Link` could own them.
     A stable interface: prefer it over a kprobe when both exist.
     Minimum kernel 4.7.
     """
