@@ -85,3 +85,14 @@ def test_cli_command_runs(live: None, where: str, cmd: str) -> None:
 
 def test_docs_have_runnable_examples() -> None:
     assert PYTHON, "no ```python blocks found"
+
+
+def test_license_file_is_the_one_pyproject_names() -> None:
+    """pyproject.toml says Apache-2.0; the repository and the wheel carry that license."""
+    import tomllib
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert meta["project"]["license"] == {"text": "Apache-2.0"}
+    assert meta["tool"]["setuptools"]["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
