@@ -409,7 +409,10 @@ class Link(_DetachOnExit):
 
     ``fd`` is the raw socket's file descriptor for ``raw_socket`` hooks (read
     packets from it), the bpf_link's fd for ``xdp`` hooks attached through a
-    link, ``None`` otherwise.
+    link, ``None`` otherwise. ``hook``, ``resolution`` and ``program`` say what
+    was attached where; ``passed_over`` lists, for a link made by a fallback chain
+    (:func:`ebpfhooks.first_of`), each hook passed over with the error that ruled
+    it out (empty otherwise).
     """
 
     __slots__ = ("_detach", "_lock", "fd", "hook", "passed_over", "program", "resolution")

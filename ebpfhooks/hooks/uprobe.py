@@ -124,6 +124,11 @@ class UprobeResolution(Resolution):
         """What the kernel gets: the offset in :attr:`path`."""
         return self.target.file_offset
 
+    @property
+    def vaddr(self) -> int:
+        """The ELF virtual address probed (as ``nm`` prints it), symbol offset included."""
+        return self.target.vaddr
+
     def describe(self) -> str:
         return f"{self.hook} -> {self.target}"
 
