@@ -27,6 +27,11 @@ The rules (see docs/lifetimes.md):
   Removal is atomic compare-and-detach (``XDP_FLAGS_REPLACE`` with the program
   found), so a program attached meanwhile by someone else is never removed.
 
+Looking needs root: tracefs is root's (mode 0700) and the open files of other
+users' processes (``/proc/PID/fd``) are readable only with CAP_SYS_PTRACE; without
+them :func:`find` and :func:`clean` raise :class:`ebpfhooks.HookPermissionError`
+instead of answering from half the facts.
+
 Minimum kernel: 4.13 (XDP program ids); the atomic XDP detach needs 5.7.
 """
 
@@ -129,7 +134,8 @@ def parse_probe_events(text: str, file: str) -> list[ProbeEvent]:
 def probe_events() -> list[ProbeEvent]:
     """Every kprobe/uprobe event in tracefs, with its owner's liveness.
 
-    Raises :class:`ebpfhooks.TracefsNotMountedError` when tracefs is not mounted.
+    Raises :class:`ebpfhooks.TracefsNotMountedError` when tracefs is not mounted and
+    :class:`ebpfhooks.HookPermissionError` when it is not readable (not root).
     """
     from ebpfhooks.kernel.tracefs import tracefs_root
 
@@ -142,8 +148,9 @@ def probe_events() -> list[ProbeEvent]:
             continue  # the kernel has no such events (no CONFIG_KPROBE_EVENTS)
         except PermissionError as err:
             raise HookPermissionError(
-                f"reading {root / file} needs root (CAP_SYS_ADMIN); run ebpfhooks cleanup "
-                "as root", capability="CAP_SYS_ADMIN") from err
+                f"cannot read {root / file}: permission denied (uid {os.geteuid()}); "
+                "looking for leftovers needs root: rerun as root (sudo ebpfhooks cleanup)",
+                capability="CAP_DAC_READ_SEARCH") from err
         for ev in parse_probe_events(text, file):
             if ev.owner_pid is not None:
                 ev = attrs.evolve(ev, owner_alive=_pid_alive(ev.owner_pid))
@@ -242,18 +249,23 @@ def parse_ip_link_xdp(ip_json: str) -> list[tuple[str, int, int, str, str]]:
     return out
 
 
-def _bpf_fd_holders() -> tuple[dict[int, set[int]], set[int]]:
-    """({prog_id: {pid, ...}}, {prog ids held by a bpf_link}) from /proc/*/fdinfo."""
+def _bpf_fd_holders() -> tuple[dict[int, set[int]], set[int], list[int]]:
+    """({prog_id: {pid, ...}}, {prog ids held by a bpf_link}, [pids whose fds could not
+    be read]) from /proc/*/fdinfo."""
     holders: dict[int, set[int]] = {}
     linked: set[int] = set()
+    denied: list[int] = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         pid = int(entry.name)
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
+        except PermissionError:
+            denied.append(pid)  # another user's process, and this one is not root
+            continue
         except OSError:
-            continue  # gone, or not ours to read
+            continue  # gone
         for fd in fds:
             try:
                 target = os.readlink(f"/proc/{pid}/fd/{fd}")
@@ -270,7 +282,7 @@ def _bpf_fd_holders() -> tuple[dict[int, set[int]], set[int]]:
             if target == "anon_inode:bpf_link":
                 linked.add(prog_id)
             holders.setdefault(prog_id, set()).add(pid)
-    return holders, linked
+    return holders, linked, denied
 
 
 def _start_time(pid: int) -> int | None:
@@ -286,13 +298,23 @@ def _start_time(pid: int) -> int | None:
 
 
 def _records() -> dict[tuple[int, int], tuple[int, int]]:
-    """{(ifindex, prog_id): (pid, start time)} from the run directory."""
+    """{(ifindex, prog_id): (pid, start time)} from the run directory.
+
+    Raises :class:`ebpfhooks.HookPermissionError` when the directory exists but may not
+    be read (it is root's, mode 0700): no records would be a wrong answer.
+    """
     out: dict[tuple[int, int], tuple[int, int]] = {}
+    where = run_dir() / "xdp"
     try:
-        files = list((run_dir() / "xdp").glob("*.json"))
+        names = sorted(n for n in os.listdir(where) if n.endswith(".json"))
+    except PermissionError as err:
+        raise HookPermissionError(
+            f"cannot read {where} (ebpfhooks' XDP ownership records): permission denied "
+            f"(uid {os.geteuid()}); rerun as root, or give the process CAP_DAC_READ_SEARCH",
+            capability="CAP_DAC_READ_SEARCH") from err
     except OSError:
-        return out
-    for path in files:
+        return out  # no record was ever written
+    for path in (where / n for n in names):
         try:
             rec = json.loads(path.read_text())
             out[(int(rec["ifindex"]), int(rec["prog_id"]))] = (int(rec["pid"]),
@@ -348,17 +370,30 @@ def xdp_programs(explicit: Iterable[str] = ()) -> list[XdpProgram]:
     ``explicit`` names interfaces whose unrecorded, unheld programs count as stale.
 
     Raises :class:`ebpfhooks.InterfaceNotFoundError` for an explicit interface that
-    does not exist, and ``IpCommandError`` without iproute2.
+    does not exist, ``IpCommandError`` without iproute2, and
+    :class:`ebpfhooks.HookPermissionError` when the holders cannot all be seen (not root).
     """
     from ebpfhooks.kernel.netdev import ifindex
 
     named = set(explicit)
     for name in named:
         ifindex(name)  # typed error with close matches
-    holders, linked = _bpf_fd_holders()
     records = _records()
+    listed = parse_ip_link_xdp(_ip_link_json())
+    holders: dict[int, set[int]] = {}
+    linked: set[int] = set()
+    if listed:
+        holders, linked, denied = _bpf_fd_holders()
+        if denied:
+            raise HookPermissionError(
+                "cannot tell who holds the XDP programs on "
+                + ", ".join(sorted({iface for iface, *_ in listed}))
+                + f": the open files of {len(denied)} processes (e.g. /proc/{denied[0]}/fd) "
+                f"are not readable by this process (uid {os.geteuid()}); seeing other "
+                "users' processes needs root (CAP_SYS_PTRACE): rerun as root",
+                capability="CAP_SYS_PTRACE")
     out = []
-    for iface, index, prog_id, name, mode in parse_ip_link_xdp(_ip_link_json()):
+    for iface, index, prog_id, name, mode in listed:
         rec = records.get((index, prog_id))
         alive = rec is not None and _start_time(rec[0]) == rec[1]
         out.append(XdpProgram(iface, index, prog_id, name, mode, via_link=prog_id in linked,
@@ -419,6 +454,9 @@ def doctor_check() -> Any:
 
     try:
         report = find()
+    except HookPermissionError as err:
+        return Feature("no_leftovers", FeatureStatus.UNKNOWN, f"could not look: {err}",
+                       "run as root: sudo ebpfhooks doctor")
     except (EbpfHooksError, OSError) as err:
         return Feature("no_leftovers", FeatureStatus.UNKNOWN, f"could not look: {err}", None)
     if report.problems and not (report.events or report.xdp):
@@ -446,16 +484,22 @@ def find(xdp_interfaces: Sequence[str] = ()) -> CleanupReport:
     >>> from ebpfhooks import cleanup
     >>> print("\\n".join(cleanup.find().lines()))  # doctest: +SKIP
     nothing left behind
+
+    Raises :class:`ebpfhooks.HookPermissionError` when it may not look (not root).
     """
     problems: list[str] = []
     events: list[ProbeEvent] = []
     xdp: list[XdpProgram] = []
     try:
         events = probe_events()
+    except HookPermissionError:
+        raise
     except EbpfHooksError as err:
         problems.append(f"tracefs events: {err}")
     try:
         xdp = xdp_programs(xdp_interfaces)
+    except HookPermissionError:
+        raise
     except (EbpfHooksError, OSError) as err:
         if isinstance(err, LookupError):
             raise
