@@ -12,8 +12,8 @@ the ``setup`` callable given to the decorator)::
 Every listing takes ``--json``. Errors are printed as ``ebpfhooks: error: ...``
 (the message names the input and the fix) with exit status 1 (2 for usage errors);
 ``--debug`` shows the traceback instead. A command that answers only part of what was
-asked (``list`` of kinds this process may not read) prints what it has, notes why,
-and exits 1.
+asked (``list`` of kinds this process may not read, ``cleanup`` that could not look
+everywhere or kept something back) prints what it has, notes why, and exits 1.
 """
 
 from __future__ import annotations
@@ -259,24 +259,31 @@ def _setup_cleanup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--xdp", metavar="IFACE", action="append", default=[],
                    help="also remove an XDP program on IFACE that ebpfhooks did not record "
                         "(e.g. left by bcc), if no live process holds it (repeatable)")
+    p.add_argument("--iface", metavar="IFACE", action="append", default=[],
+                   help="only XDP programs and records of IFACE; tracefs events are left "
+                        "alone (repeatable)")
+    p.add_argument("--pid", metavar="PID", type=_pid, action="append", default=[],
+                   help="only what the dead process PID left: its _bcc_PID tracefs events "
+                        "and the XDP programs and records it made (repeatable)")
     p.add_argument("--dry-run", "-n", action="store_true",
                    help="only list what would be removed")
     _json_flag(p)
 
 
 @command("cleanup", "remove kprobe/uprobe events and XDP programs left by dead processes",
-         _setup_cleanup, epilog="Never removes anything a live process holds; "
-         "see docs/lifetimes.md.")
+         _setup_cleanup, epilog="Never removes anything a live process holds or attached; "
+         "needs root. Exit status 0 when everything in scope was looked at and nothing "
+         "asked for was kept back, else 1. See docs/lifetimes.md.")
 def cmd_cleanup(args: argparse.Namespace) -> int:
     """Remove (or with --dry-run list) the leftovers :mod:`ebpfhooks.cleanup` finds."""
     from ebpfhooks.cleanup import clean
 
-    rep = clean(args.xdp, dry_run=args.dry_run)
+    rep = clean(args.xdp, dry_run=args.dry_run, interfaces=args.iface, pids=args.pid)
     if args.json:
         _dump(rep.to_dict())
     else:
         print("\n".join(rep.lines()))
-    return 0
+    return 0 if rep.complete else 1
 
 
 # --------------------------------------------------------------------------- trace

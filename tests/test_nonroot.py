@@ -122,6 +122,8 @@ CALLS: dict[str, tuple[str, str]] = {
     "cleanup.find": ("__import__('ebpfhooks.cleanup').cleanup.find()", "denied"),
     "cleanup.clean(dry_run)": ("__import__('ebpfhooks.cleanup').cleanup.clean(dry_run=True)",
                                "denied"),
+    "cleanup.find(iface)": ("__import__('ebpfhooks.cleanup').cleanup.find(interfaces=['lo'])",
+                            "denied"),
 }
 
 #: Every public name and the cases that exercise it (classes of values and errors are
@@ -292,6 +294,8 @@ CLI: dict[str, tuple[list[str], int, str]] = {
     "doctor --fix": (["doctor", "--fix"], 0, "nothing to fix"),
     "cleanup --dry-run": (["cleanup", "--dry-run"], 1, "readable by root only"),
     "cleanup": (["cleanup"], 1, "readable by root only"),
+    "cleanup --iface": (["cleanup", "--iface", "lo", "--dry-run"], 1,
+                        "ownership records): permission denied"),
     "trace": (["trace", "tracepoint:sched:sched_switch", "--duration", "1"], 1,
               "needs CAP_SYS_ADMIN or CAP_BPF+CAP_PERFMON"),
     "bench": (["bench", "--kinds", "tracepoint", "--rounds", "1"], 1, "run it as root"),
