@@ -35,9 +35,6 @@ from ebpfhooks.kernel.features import FeatureStatus
 REPO = Path(__file__).parent.parent
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
 
-pytestmark = pytest.mark.live
-
-
 @pytest.fixture(scope="module")
 def nobody_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment of the unprivileged child (nothing for it to write anywhere)."""
@@ -194,6 +191,7 @@ def test_every_public_name_is_called_as_nobody() -> None:
     assert {c for cases in COVERS.values() for c in cases} <= set(CALLS)
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("case", sorted(CALLS))
 def test_as_nobody(case: str, results: dict[str, list[Any]]) -> None:
     expected = CALLS[case][1]
@@ -208,6 +206,7 @@ def test_as_nobody(case: str, results: dict[str, list[Any]]) -> None:
     assert results[f"{case}#1"] == results[f"{case}#2"], "a cached path answers differently"
 
 
+@pytest.mark.live
 def test_error_tracefs_unreadable_names_the_directory_and_the_fix(
         results: dict[str, list[Any]]) -> None:
     _, message, capability = results["Tracepoint.resolve#1"]
@@ -223,6 +222,7 @@ def test_error_tracefs_unreadable_names_the_directory_and_the_fix(
     assert proc.returncode == 0 and len(proc.stdout) == 1, proc.stderr
 
 
+@pytest.mark.live
 def test_error_attach_names_the_capabilities(results: dict[str, list[Any]]) -> None:
     message = results["xdp.attach#1"][1]
     assert message.startswith("attaching xdp:lo needs CAP_SYS_ADMIN or CAP_BPF+CAP_NET_ADMIN")
@@ -230,6 +230,7 @@ def test_error_attach_names_the_capabilities(results: dict[str, list[Any]]) -> N
     assert "needs CAP_SYS_ADMIN or CAP_BPF+CAP_PERFMON" in message
 
 
+@pytest.mark.live
 def test_answers_carry_their_note(results: dict[str, list[Any]]) -> None:
     raw = results["info(rawtracepoint)#1"][1]
     assert "same tracepoint with parsed arguments: unknown (cannot read" in raw
@@ -239,6 +240,7 @@ def test_answers_carry_their_note(results: dict[str, list[Any]]) -> None:
     assert all(hidden and real is None for _, hidden, real in results["kallsyms#1"][1])
 
 
+@pytest.mark.live
 def test_features_as_nobody_are_true(results: dict[str, list[Any]]) -> None:
     facts = results["features#1"][1]
     status, reason, fix = facts["tracefs"]
@@ -306,6 +308,7 @@ def test_every_command_is_run_as_nobody() -> None:
     assert {argv[0] for argv, _, _ in CLI.values()} == set(COMMANDS)
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("case", sorted(CLI))
 def test_cli_as_nobody(case: str, nobody_env: dict[str, str]) -> None:
     argv, status, text = CLI[case]
@@ -347,6 +350,7 @@ def xdp_on_veth(live: None) -> Iterator[str]:
             bpf.cleanup()
 
 
+@pytest.mark.live
 def test_cleanup_as_nobody_cannot_see_holders(xdp_on_veth: str,
                                               nobody_env: dict[str, str]) -> None:
     """Without root the holders of an XDP program cannot be seen: refuse, do not guess."""
