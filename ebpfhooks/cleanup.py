@@ -12,6 +12,8 @@ belongs to nobody alive::
     for item in report.stale:
         print(item)
     cleanup.clean()                         # remove what find() called stale
+    cleanup.clean(pids=[4242])              # only what dead process 4242 left
+    cleanup.clean(interfaces=["veth0"])     # only XDP programs and records of veth0
 
 The rules (see docs/lifetimes.md):
 
@@ -26,6 +28,17 @@ The rules (see docs/lifetimes.md):
   ``bpf_link`` for it. Programs attached through a bpf_link are never stale.
   Removal is atomic compare-and-detach (``XDP_FLAGS_REPLACE`` with the program
   found), so a program attached meanwhile by someone else is never removed.
+  Outside the initial pid namespace, holders elsewhere cannot be seen, so an
+  unrecorded program is never removed there even when its interface is named.
+* An ownership record is stale when its program is no longer attached to its
+  interface (removed with ``ip link set dev X xdp off``, or the interface is gone):
+  records are read before the kernel's list, then checked against it, and
+  :func:`clean` drops the stale ones (dropping a record never removes a program).
+
+Looking needs root: tracefs is root's (mode 0700) and the open files of other
+users' processes (``/proc/PID/fd``) are readable only with CAP_SYS_PTRACE; without
+them :func:`find` and :func:`clean` raise :class:`ebpfhooks.HookPermissionError`
+instead of answering from half the facts.
 
 Minimum kernel: 4.13 (XDP program ids); the atomic XDP detach needs 5.7.
 """
@@ -50,6 +63,7 @@ __all__ = [
     "CleanupReport",
     "ProbeEvent",
     "XdpProgram",
+    "XdpRecord",
     "clean",
     "doctor_check",
     "find",
@@ -68,6 +82,8 @@ _EVENT_LINE = re.compile(r"([pr]):([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)\s+(.*)\Z")
 #: ``ip -d link`` xdp mode -> (name, XDP_FLAGS_*_MODE)
 _XDP_MODES = {1: ("driver", 4), 2: ("generic", 2), 3: ("offload", 8)}
 _XDP_WORD = {"driver": "xdpdrv", "generic": "xdpgeneric", "offload": "xdpoffload"}
+#: The inode number of the initial pid namespace (PROC_PID_INIT_INO, include/linux/proc_ns.h)
+_PROC_PID_INIT_INO = 0xEFFFFFFC
 
 
 def run_dir() -> Path:
@@ -129,7 +145,8 @@ def parse_probe_events(text: str, file: str) -> list[ProbeEvent]:
 def probe_events() -> list[ProbeEvent]:
     """Every kprobe/uprobe event in tracefs, with its owner's liveness.
 
-    Raises :class:`ebpfhooks.TracefsNotMountedError` when tracefs is not mounted.
+    Raises :class:`ebpfhooks.TracefsNotMountedError` when tracefs is not mounted and
+    :class:`ebpfhooks.HookPermissionError` when it is not readable (not root).
     """
     from ebpfhooks.kernel.tracefs import tracefs_root
 
@@ -142,8 +159,9 @@ def probe_events() -> list[ProbeEvent]:
             continue  # the kernel has no such events (no CONFIG_KPROBE_EVENTS)
         except PermissionError as err:
             raise HookPermissionError(
-                f"reading {root / file} needs root (CAP_SYS_ADMIN); run ebpfhooks cleanup "
-                "as root", capability="CAP_SYS_ADMIN") from err
+                f"cannot read {root / file}: permission denied (uid {os.geteuid()}); "
+                "looking for leftovers needs root: rerun as root (sudo ebpfhooks cleanup)",
+                capability="CAP_DAC_READ_SEARCH") from err
         for ev in parse_probe_events(text, file):
             if ev.owner_pid is not None:
                 ev = attrs.evolve(ev, owner_alive=_pid_alive(ev.owner_pid))
@@ -159,7 +177,9 @@ class XdpProgram:
     the link's last fd closes: never stale); ``holders`` are the live pids holding an fd
     to the program or its link; ``recorded_by`` the (pid, start time) ebpfhooks recorded
     at its netlink attach, when it did; ``explicit`` whether the caller named the
-    interface (permission to remove programs nobody recorded).
+    interface (permission to remove programs nobody recorded); ``blind`` whether this
+    process is outside the initial pid namespace, where holders in other namespaces
+    cannot be seen (an unrecorded program is then never stale).
     """
 
     interface: str
@@ -172,15 +192,16 @@ class XdpProgram:
     recorded_by: tuple[int, int] | None = None
     recorder_alive: bool = False
     explicit: bool = False
+    blind: bool = False
 
     @property
     def stale(self) -> bool:
         """Nobody alive owns it and either ebpfhooks recorded it or the caller named it."""
         if self.via_link or self.holders:
             return False
-        if self.recorded_by is not None and not self.recorder_alive:
-            return True
-        return self.explicit and not self.recorder_alive
+        if self.recorded_by is not None:
+            return not self.recorder_alive
+        return self.explicit and not self.blind
 
     def why(self) -> str:
         """Why it is (or is not) stale, in words."""
@@ -192,6 +213,9 @@ class XdpProgram:
             pid = self.recorded_by[0]
             return (f"attached by ebpfhooks pid {pid}, still running" if self.recorder_alive
                     else f"attached by ebpfhooks pid {pid}, which is gone")
+        if self.explicit and self.blind:
+            return ("no process of this pid namespace holds it, but processes in other "
+                    "pid namespaces cannot be seen from here: run cleanup on the host")
         if self.explicit:
             return "no process holds it and the interface was named explicitly"
         return ("no process holds it, but nothing says who attached it (bcc netlink, or "
@@ -242,18 +266,23 @@ def parse_ip_link_xdp(ip_json: str) -> list[tuple[str, int, int, str, str]]:
     return out
 
 
-def _bpf_fd_holders() -> tuple[dict[int, set[int]], set[int]]:
-    """({prog_id: {pid, ...}}, {prog ids held by a bpf_link}) from /proc/*/fdinfo."""
+def _bpf_fd_holders() -> tuple[dict[int, set[int]], set[int], list[int]]:
+    """({prog_id: {pid, ...}}, {prog ids held by a bpf_link}, [pids whose fds could not
+    be read]) from /proc/*/fdinfo."""
     holders: dict[int, set[int]] = {}
     linked: set[int] = set()
+    denied: list[int] = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         pid = int(entry.name)
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
+        except PermissionError:
+            denied.append(pid)  # another user's process, and this one is not root
+            continue
         except OSError:
-            continue  # gone, or not ours to read
+            continue  # gone
         for fd in fds:
             try:
                 target = os.readlink(f"/proc/{pid}/fd/{fd}")
@@ -270,7 +299,15 @@ def _bpf_fd_holders() -> tuple[dict[int, set[int]], set[int]]:
             if target == "anon_inode:bpf_link":
                 linked.add(prog_id)
             holders.setdefault(prog_id, set()).add(pid)
-    return holders, linked
+    return holders, linked, denied
+
+
+def _sees_every_process() -> bool:
+    """True in the initial pid namespace (where /proc lists every process)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino == _PROC_PID_INIT_INO
+    except OSError:
+        return False
 
 
 def _start_time(pid: int) -> int | None:
@@ -285,19 +322,70 @@ def _start_time(pid: int) -> int | None:
         return None
 
 
-def _records() -> dict[tuple[int, int], tuple[int, int]]:
-    """{(ifindex, prog_id): (pid, start time)} from the run directory."""
-    out: dict[tuple[int, int], tuple[int, int]] = {}
+@attrs.frozen
+class XdpRecord:
+    """An ownership record :func:`record_xdp` wrote at a netlink XDP attach.
+
+    ``interface`` is the name of ``ifindex`` now (``None``: the interface is gone);
+    ``attached`` whether program ``prog_id`` is still on that interface (checked
+    against the kernel after the record was read); ``recorder_alive`` whether the
+    recording process (pid *and* start time) still runs. A record whose program is
+    no longer attached is stale: :func:`clean` drops it.
+    """
+
+    ifindex: int
+    prog_id: int
+    name: str
+    pid: int
+    start_time: int
+    interface: str | None = None
+    attached: bool = True
+    recorder_alive: bool = False
+
+    @property
+    def stale(self) -> bool:
+        """Its program is no longer attached there (the record could only mislead)."""
+        return not self.attached
+
+    @property
+    def path(self) -> Path:
+        """The record's file."""
+        return _record_path(self.ifindex, self.prog_id)
+
+    def __str__(self) -> str:
+        where = self.interface or f"ifindex {self.ifindex} (interface gone)"
+        owner = f"pid {self.pid} {'alive' if self.recorder_alive else 'gone'}"
+        state = ("its program is still attached" if self.attached else
+                 "its program is no longer attached there (removed by hand, e.g. ip link "
+                 f"set dev {self.interface or 'IFACE'} xdp off)")
+        return (f"xdp record {self.path.name}: prog {self.prog_id} "
+                f"{self.name or '(unnamed)'} on {where}, recorded by {owner}; {state}")
+
+
+def _read_records() -> list[XdpRecord]:
+    """Every readable record of the run directory, as written (no kernel check).
+
+    Raises :class:`ebpfhooks.HookPermissionError` when the directory exists but may not
+    be read (it is root's, mode 0700): no records would be a wrong answer.
+    """
+    out: list[XdpRecord] = []
+    where = run_dir() / "xdp"
     try:
-        files = list((run_dir() / "xdp").glob("*.json"))
+        names = sorted(n for n in os.listdir(where) if n.endswith(".json"))
+    except PermissionError as err:
+        raise HookPermissionError(
+            f"cannot read {where} (ebpfhooks' XDP ownership records): permission denied "
+            f"(uid {os.geteuid()}); rerun as root, or give the process CAP_DAC_READ_SEARCH",
+            capability="CAP_DAC_READ_SEARCH") from err
     except OSError:
-        return out
-    for path in files:
+        return out  # no record was ever written
+    for path in (where / n for n in names):
         try:
             rec = json.loads(path.read_text())
-            out[(int(rec["ifindex"]), int(rec["prog_id"]))] = (int(rec["pid"]),
-                                                               int(rec["start_time"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            out.append(XdpRecord(int(rec["ifindex"]), int(rec["prog_id"]),
+                                 str(rec.get("name", "")), int(rec["pid"]),
+                                 int(rec["start_time"])))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
     return out
 
@@ -348,33 +436,66 @@ def xdp_programs(explicit: Iterable[str] = ()) -> list[XdpProgram]:
     ``explicit`` names interfaces whose unrecorded, unheld programs count as stale.
 
     Raises :class:`ebpfhooks.InterfaceNotFoundError` for an explicit interface that
-    does not exist, and ``IpCommandError`` without iproute2.
+    does not exist, ``IpCommandError`` without iproute2, and
+    :class:`ebpfhooks.HookPermissionError` when the holders cannot all be seen (not root).
     """
+    return _xdp_and_records(explicit)[0]
+
+
+def _xdp_and_records(explicit: Iterable[str] = ()) -> tuple[list[XdpProgram], list[XdpRecord]]:
+    """The XDP programs (as :func:`xdp_programs`) and every record checked against them."""
+    import socket
+
     from ebpfhooks.kernel.netdev import ifindex
 
     named = set(explicit)
     for name in named:
         ifindex(name)  # typed error with close matches
-    holders, linked = _bpf_fd_holders()
-    records = _records()
+    # records first, then the kernel: a record is written after its attach, so a
+    # record whose program is missing from the later list was really detached
+    records = _read_records()
+    listed = parse_ip_link_xdp(_ip_link_json())
+    names = {index: iface for index, iface in socket.if_nameindex()}
+    attached = {(index, prog_id) for _, index, prog_id, _, _ in listed}
+    checked = [attrs.evolve(r, interface=names.get(r.ifindex),
+                            attached=(r.ifindex, r.prog_id) in attached,
+                            recorder_alive=_start_time(r.pid) == r.start_time)
+               for r in records]
+    by_key = {(r.ifindex, r.prog_id): r for r in checked}
+    holders: dict[int, set[int]] = {}
+    linked: set[int] = set()
+    if listed:
+        holders, linked, denied = _bpf_fd_holders()
+        if denied:
+            raise HookPermissionError(
+                "cannot tell who holds the XDP programs on "
+                + ", ".join(sorted({iface for iface, *_ in listed}))
+                + f": the open files of {len(denied)} processes (e.g. /proc/{denied[0]}/fd) "
+                f"are not readable by this process (uid {os.geteuid()}); seeing other "
+                "users' processes needs root (CAP_SYS_PTRACE): rerun as root",
+                capability="CAP_SYS_PTRACE")
+    blind = not _sees_every_process()
     out = []
-    for iface, index, prog_id, name, mode in parse_ip_link_xdp(_ip_link_json()):
-        rec = records.get((index, prog_id))
-        alive = rec is not None and _start_time(rec[0]) == rec[1]
+    for iface, index, prog_id, name, mode in listed:
+        rec = by_key.get((index, prog_id))
         out.append(XdpProgram(iface, index, prog_id, name, mode, via_link=prog_id in linked,
                               holders=tuple(sorted(holders.get(prog_id, ()))),
-                              recorded_by=rec, recorder_alive=alive,
-                              explicit=iface in named))
-    return out
+                              recorded_by=(rec.pid, rec.start_time) if rec else None,
+                              recorder_alive=rec is not None and rec.recorder_alive,
+                              explicit=iface in named, blind=blind))
+    return out, checked
 
 
 @attrs.frozen
 class CleanupReport:
     """What :func:`find` saw and :func:`clean` did.
 
-    ``events``/``xdp``: everything found; ``removed``: what was removed (by
-    :func:`clean`); ``kept``: stale-looking items left with the reason (in use,
-    refused by the kernel); ``problems``: what could not be looked at.
+    ``events``/``xdp``/``records``: everything found in scope (tracefs events, XDP
+    programs, ebpfhooks' XDP ownership records checked against the kernel);
+    ``removed``: what was removed (by :func:`clean`); ``kept``: what was asked for or
+    looked stale but stays, with the reason (in use, refused by the kernel, a named pid
+    still running); ``problems``: what could not be looked at; ``scope``: the limits
+    asked for, in words (empty: everything).
     """
 
     events: tuple[ProbeEvent, ...] = ()
@@ -382,11 +503,22 @@ class CleanupReport:
     removed: tuple[str, ...] = ()
     kept: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
+    records: tuple[XdpRecord, ...] = ()
+    scope: str = ""
 
     @property
-    def stale(self) -> list[ProbeEvent | XdpProgram]:
+    def stale(self) -> list[ProbeEvent | XdpProgram | XdpRecord]:
         """The items that would be (or were) removed."""
-        return [*(e for e in self.events if e.stale), *(x for x in self.xdp if x.stale)]
+        return [*(e for e in self.events if e.stale), *(x for x in self.xdp if x.stale),
+                *(r for r in self.records if r.stale)]
+
+    @property
+    def complete(self) -> bool:
+        """Everything in scope was looked at and nothing asked for was kept back.
+
+        ``ebpfhooks cleanup`` exits 1 when this is false.
+        """
+        return not self.problems and not self.kept
 
     def lines(self) -> list[str]:
         """Human-readable report lines."""
@@ -395,16 +527,17 @@ class CleanupReport:
         if not self.removed:
             out += [f"stale:   {s}" for s in self.stale]
         out += [f"problem: {p}" for p in self.problems]
-        return out or ["nothing left behind"]
-
+        return out or ["nothing left behind" + (f" ({self.scope})" if self.scope else "")]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: every event and XDP program found, what was removed and kept."""
+        """JSON-ready: every event, XDP program and record found, what was removed and kept."""
         return {
             "events": [{**attrs.asdict(e), "stale": e.stale} for e in self.events],
             "xdp": [{**attrs.asdict(x), "stale": x.stale, "why": x.why()} for x in self.xdp],
+            "records": [{**attrs.asdict(r), "stale": r.stale, "path": str(r.path)}
+                        for r in self.records],
             "removed": list(self.removed), "kept": list(self.kept),
-            "problems": list(self.problems),
+            "problems": list(self.problems), "scope": self.scope,
         }
 
 
@@ -419,6 +552,9 @@ def doctor_check() -> Any:
 
     try:
         report = find()
+    except HookPermissionError as err:
+        return Feature("no_leftovers", FeatureStatus.UNKNOWN, f"could not look: {err}",
+                       "run as root: sudo ebpfhooks doctor")
     except (EbpfHooksError, OSError) as err:
         return Feature("no_leftovers", FeatureStatus.UNKNOWN, f"could not look: {err}", None)
     if report.problems and not (report.events or report.xdp):
@@ -428,39 +564,90 @@ def doctor_check() -> Any:
     stale_events = [e for e in report.events if e.stale]
     orphans = [x for x in report.xdp if not x.via_link and not x.holders
                and not x.recorder_alive]
-    if not stale_events and not orphans:
+    stale_records = [r for r in report.records if r.stale]
+    if not stale_events and not orphans and not stale_records:
         return Feature("no_leftovers", FeatureStatus.YES,
-                       "no stale kprobe/uprobe events, no XDP program without a live owner",
-                       None)
+                       "no stale kprobe/uprobe events, no XDP program without a live owner, "
+                       "no stale XDP record", None)
     items = [f"{e.group}/{e.event} (pid {e.owner_pid} gone)" for e in stale_events]
     items += [f"XDP prog {x.prog_id} {x.name} on {x.interface} (no live owner)" for x in orphans]
+    items += [f"the record of XDP prog {r.prog_id} in {run_dir() / 'xdp'} (program no longer "
+              "attached)" for r in stale_records]
     named = sorted({x.interface for x in orphans if x.recorded_by is None})
     fix = "ebpfhooks cleanup" + "".join(f" --xdp {n}" for n in named)
     return Feature("no_leftovers", FeatureStatus.NO, "left by dead processes: " +
                    ", ".join(items), fix)
 
 
-def find(xdp_interfaces: Sequence[str] = ()) -> CleanupReport:
+def _scope_words(interfaces: Sequence[str], pids: Sequence[int]) -> str:
+    parts = []
+    if interfaces:
+        parts.append("on " + ", ".join(interfaces))
+    if pids:
+        parts.append("by pid " + ", ".join(map(str, pids)))
+    return " and ".join(parts)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def find(xdp_interfaces: Sequence[str] = (), *, interfaces: Sequence[str] = (),
+         pids: Sequence[int] = ()) -> CleanupReport:
     """Look for leftovers without changing anything.
+
+    ``xdp_interfaces`` names interfaces whose unrecorded XDP programs count as stale
+    (see :func:`clean`). ``interfaces`` limits the search to XDP programs and records
+    of those interfaces (tracefs events are then left out); ``pids`` to what those
+    processes left: tracefs events with their ``_bcc_PID`` marker and XDP programs and
+    records they recorded. A named pid that is running is left out entirely and
+    reported in ``kept``: what a living process attached is never stale.
 
     >>> from ebpfhooks import cleanup
     >>> print("\\n".join(cleanup.find().lines()))  # doctest: +SKIP
     nothing left behind
+
+    Raises :class:`ebpfhooks.HookPermissionError` when it may not look (not root),
+    :class:`ebpfhooks.InterfaceNotFoundError` for a named interface that does not exist.
     """
+    from ebpfhooks.kernel.netdev import ifindex
+
+    for name in interfaces:
+        ifindex(name)  # typed error with close matches
+    running = [pid for pid in pids if _pid_alive(pid)]
+    kept = [f"pid {pid} ({_comm(pid)}) is running: what a living process attached is "
+            "never removed; stop it first" for pid in running]
+    dead = set(pids) - set(running)
     problems: list[str] = []
     events: list[ProbeEvent] = []
     xdp: list[XdpProgram] = []
+    records: list[XdpRecord] = []
+    if not interfaces:
+        try:
+            events = [e for e in probe_events() if not pids or e.owner_pid in dead]
+        except HookPermissionError:
+            raise
+        except EbpfHooksError as err:
+            problems.append(f"tracefs events: {err}")
     try:
-        events = probe_events()
-    except EbpfHooksError as err:
-        problems.append(f"tracefs events: {err}")
-    try:
-        xdp = xdp_programs(xdp_interfaces)
+        xdp, records = _xdp_and_records(xdp_interfaces)
+    except HookPermissionError:
+        raise
     except (EbpfHooksError, OSError) as err:
         if isinstance(err, LookupError):
             raise
         problems.append(f"XDP programs: {err}")
-    return CleanupReport(tuple(events), tuple(xdp), problems=tuple(problems))
+    if interfaces:
+        xdp = [x for x in xdp if x.interface in interfaces]
+        records = [r for r in records if r.interface in interfaces]
+    if pids:
+        xdp = [x for x in xdp if x.recorded_by is not None and x.recorded_by[0] in dead]
+        records = [r for r in records if r.pid in dead]
+    return CleanupReport(tuple(events), tuple(xdp), kept=tuple(kept), problems=tuple(problems),
+                         records=tuple(records), scope=_scope_words(interfaces, pids))
 
 
 def _remove_event(ev: ProbeEvent) -> None:
@@ -524,23 +711,27 @@ def _remove_xdp(prog: XdpProgram) -> None:
                    check=True, capture_output=True)
 
 
-def clean(xdp_interfaces: Sequence[str] = (), *, dry_run: bool = False) -> CleanupReport:
-    """Remove stale tracefs events and XDP programs; return what was done.
+def clean(xdp_interfaces: Sequence[str] = (), *, dry_run: bool = False,
+          interfaces: Sequence[str] = (), pids: Sequence[int] = ()) -> CleanupReport:
+    """Remove stale tracefs events, XDP programs and records; return what was done.
 
     ``xdp_interfaces`` names interfaces whose unrecorded XDP programs may be
-    removed (still only when no live process holds them). With ``dry_run`` nothing
-    is changed (same as :func:`find`).
+    removed (still only when no live process holds them). ``interfaces`` and ``pids``
+    limit what is touched (see :func:`find`): ``clean(pids=[4242])`` removes only what
+    dead process 4242 left, ``clean(interfaces=["veth0"])`` only XDP programs and
+    records of veth0. With ``dry_run`` nothing is changed (same as :func:`find`).
+    Stale XDP records (their program is no longer attached) are dropped.
 
     >>> cleanup.clean(["veth0"])  # doctest: +SKIP
     CleanupReport(..., removed=('xdp on veth0 (generic): prog 42 ...',), ...)
 
     Raises :class:`ebpfhooks.HookPermissionError` without root.
     """
-    report = find(xdp_interfaces)
+    report = find(xdp_interfaces, interfaces=interfaces, pids=pids)
     if dry_run:
         return report
     removed: list[str] = []
-    kept: list[str] = []
+    kept: list[str] = list(report.kept)
     problems = list(report.problems)
     for ev in report.events:
         if not ev.stale:
@@ -575,11 +766,10 @@ def clean(xdp_interfaces: Sequence[str] = (), *, dry_run: bool = False) -> Clean
                     f"removing XDP from {prog.interface} needs root (CAP_NET_ADMIN and "
                     "CAP_SYS_ADMIN)", capability="CAP_NET_ADMIN") from err
             kept.append(f"{prog}: {err}")
-    # forget records whose program is no longer on its interface
-    present = {(p.ifindex, p.prog_id) for p in report.xdp}
-    if not report.problems:
-        for key, (pid, start) in _records().items():
-            if key not in present and _start_time(pid) != start:
-                unrecord_xdp(*key)
+    # records whose program is no longer attached: dropping one never removes a program
+    for rec in report.records:
+        if rec.stale:
+            unrecord_xdp(rec.ifindex, rec.prog_id)
+            removed.append(str(rec))
     return attrs.evolve(report, removed=tuple(removed), kept=tuple(kept),
                         problems=tuple(problems))

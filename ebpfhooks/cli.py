@@ -11,7 +11,9 @@ the ``setup`` callable given to the decorator)::
 
 Every listing takes ``--json``. Errors are printed as ``ebpfhooks: error: ...``
 (the message names the input and the fix) with exit status 1 (2 for usage errors);
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback instead. A command that answers only part of what was
+asked (``list`` of kinds this process may not read, ``cleanup`` that could not look
+everywhere or kept something back) prints what it has, notes why, and exits 1.
 """
 
 from __future__ import annotations
@@ -96,20 +98,25 @@ def _setup_list(p: argparse.ArgumentParser) -> None:
 
 @command("list", "list hook points matching a pattern (like bpftrace -l)", _setup_list)
 def cmd_list(args: argparse.Namespace) -> int:
-    """Print one canonical spec per line; notes (what was left out) go to stderr."""
+    """Print one canonical spec per line; notes (what was left out) go to stderr.
+
+    Exit status 1 when a kind could not be read by this process (not root): the
+    lines printed are then only part of the answer, and a note says what is missing.
+    """
     from ebpfhooks.discover import search
 
     listing = search(args.pattern, include_unsupported=args.include_unsupported)
+    status = 0 if listing.denied is None else 1
     if args.json:
         _dump(listing.to_dict())
-        return 0
+        return status
     out = sys.stdout
     out.write("".join(h + "\n" for h in listing.hooks))
     for note in listing.notes:
         _note(note)
     if not listing.hooks and not listing.notes:
         _note(f"no hook matches {args.pattern!r}")
-    return 0
+    return status
 
 
 # --------------------------------------------------------------------------- info
@@ -261,24 +268,31 @@ def _setup_cleanup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--xdp", metavar="IFACE", action="append", default=[],
                    help="also remove an XDP program on IFACE that ebpfhooks did not record "
                         "(e.g. left by bcc), if no live process holds it (repeatable)")
+    p.add_argument("--iface", metavar="IFACE", action="append", default=[],
+                   help="only XDP programs and records of IFACE; tracefs events are left "
+                        "alone (repeatable)")
+    p.add_argument("--pid", metavar="PID", type=_pid, action="append", default=[],
+                   help="only what the dead process PID left: its _bcc_PID tracefs events "
+                        "and the XDP programs and records it made (repeatable)")
     p.add_argument("--dry-run", "-n", action="store_true",
                    help="only list what would be removed")
     _json_flag(p)
 
 
 @command("cleanup", "remove kprobe/uprobe events and XDP programs left by dead processes",
-         _setup_cleanup, epilog="Never removes anything a live process holds; "
-         "see docs/lifetimes.md.")
+         _setup_cleanup, epilog="Never removes anything a live process holds or attached; "
+         "needs root. Exit status 0 when everything in scope was looked at and nothing "
+         "asked for was kept back, else 1. See docs/lifetimes.md.")
 def cmd_cleanup(args: argparse.Namespace) -> int:
     """Remove (or with --dry-run list) the leftovers :mod:`ebpfhooks.cleanup` finds."""
     from ebpfhooks.cleanup import clean
 
-    rep = clean(args.xdp, dry_run=args.dry_run)
+    rep = clean(args.xdp, dry_run=args.dry_run, interfaces=args.iface, pids=args.pid)
     if args.json:
         _dump(rep.to_dict())
     else:
         print("\n".join(rep.lines()))
-    return 0
+    return 0 if rep.complete else 1
 
 
 # --------------------------------------------------------------------------- trace
@@ -405,7 +419,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _error_text(err: BaseException) -> str:
+    from ebpfhooks.errors import EbpfHooksError
+
     text = str(err) or type(err).__name__
+    if isinstance(err, PermissionError) and not isinstance(err, EbpfHooksError):
+        # a read the library did not expect to be refused: still say what fixes it
+        where = f"{err.filename}: " if err.filename else ""
+        text = (f"{where}{err.strerror or text} (this process is uid {os.geteuid()}); "
+                "rerun as root (e.g. with sudo)")
     return "ebpfhooks: error: " + text.replace("\n", "\nebpfhooks: ")
 
 

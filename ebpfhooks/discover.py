@@ -48,6 +48,7 @@ from pathlib import Path
 from ebpfhooks.errors import (
     EbpfHooksError,
     HookNotFoundError,
+    HookPermissionError,
     NotSupportedError,
     SpecError,
 )
@@ -489,13 +490,15 @@ class Listing:
     """What :func:`search` found: ``hooks`` (canonical specs), ``sources`` and ``notes``.
 
     ``sources`` maps each kind searched to where its names came from; ``notes`` say
-    what was left out and why (kinds this kernel cannot attach, unreadable files).
+    what was left out and why (kinds this kernel cannot attach, unreadable files);
+    ``denied`` is the first :class:`ebpfhooks.HookPermissionError` met (the listing is
+    then incomplete for this process), else ``None``.
 
     >>> Listing("x", [], {}, []).hooks
     []
     """
 
-    __slots__ = ("_uprobe_parts", "hooks", "notes", "pattern", "sources")
+    __slots__ = ("_uprobe_parts", "denied", "hooks", "notes", "pattern", "sources")
 
     def __init__(self, pattern: str, hooks: list[str], sources: dict[str, str],
                  notes: list[str]) -> None:
@@ -503,6 +506,7 @@ class Listing:
         self.hooks = hooks
         self.sources = sources
         self.notes = notes
+        self.denied: HookPermissionError | None = None
         #: spec -> (kind, binary, symbol) of the uprobe lines, so expand() builds those
         #: hooks without parsing each spec again
         self._uprobe_parts: dict[str, tuple[str, str, str]] = {}
@@ -537,17 +541,21 @@ def search(pattern: str, *, include_unsupported: bool = False) -> Listing:
     funcs = _KernelFunctions(include_unsupported)
     wildcard_kind = len({q.kind for q in queries}) > 1
     uprobe_parts: dict[str, tuple[str, str, str]] = {}
+    denied: HookPermissionError | None = None
     for q in queries:
         try:
             _run_query(q, found, sources, funcs, uprobe_parts)
         except EbpfHooksError as err:
             if not wildcard_kind:
                 raise
+            if isinstance(err, HookPermissionError) and denied is None:
+                denied = err
             notes.append(f"{q.kind}: not listed: {err}")
     if funcs.note and any(q.kind in ("kprobe", "kretprobe") for q in queries):
         notes.append(funcs.note)
     listing = Listing(pattern, sorted(found), sources, notes)
     listing._uprobe_parts = uprobe_parts
+    listing.denied = denied
     return listing
 
 
@@ -634,9 +642,13 @@ def list_hooks(pattern: str, *, include_unsupported: bool = False) -> list[str]:
     A bare word (``*execve*``) searches tracepoints (any category), raw tracepoints
     and kernel functions, like ``bpftrace -l``. Tracepoint lines equal ``bpftrace -l``'s
     for the same pattern. See :func:`search` for the sources and what is left out;
-    raises what :func:`search` raises.
+    raises what :func:`search` raises, and :class:`ebpfhooks.HookPermissionError` when
+    a kind could not be read by this process (the list would be incomplete).
     """
-    return search(pattern, include_unsupported=include_unsupported).hooks
+    listing = search(pattern, include_unsupported=include_unsupported)
+    if listing.denied is not None:
+        raise listing.denied
+    return listing.hooks
 
 
 # --------------------------------------------------------------------------- expand
@@ -721,13 +733,16 @@ def expand(spec: str, *, include_unsupported: bool = False) -> HookSet:
 
     Raises :class:`SpecError` for a malformed pattern,
     :class:`ebpfhooks.NotSupportedError` when the pattern names only kprobes on a kernel
-    without them, and :class:`ebpfhooks.HookNotFoundError` when nothing matches.
+    without them, :class:`ebpfhooks.HookNotFoundError` when nothing matches, and
+    :class:`ebpfhooks.HookPermissionError` when a kind could not be read by this process.
     """
     if isinstance(spec, str) and not has_wildcard(spec):
         from ebpfhooks.spec import parse
 
         return HookSet(spec, [parse(spec)])
     listing = search(spec, include_unsupported=include_unsupported)
+    if listing.denied is not None:
+        raise listing.denied  # a partial set would be a wrong answer
     if not listing.hooks:
         kinds = {q.kind for q in _queries(spec)}
         if (kinds <= {"kprobe", "kretprobe"} and not include_unsupported
@@ -949,8 +964,19 @@ def info(spec: str) -> HookInfo:
         _info_uprobe(hook, facts, text)
     else:
         _info_interface(hook, facts, text)
-    text.append(f"    attachable here: {'yes' if attachable else 'no: ' + str(problem)}")
+    text.append(f"    attachable here: {'yes' if attachable else 'no: ' + str(problem)}"
+                + (_unprivileged_note(hook) if attachable else ""))
     return HookInfo(str(hook), kind, facts, text, attachable, problem)
+
+
+def _unprivileged_note(hook: Hook) -> str:
+    """``""``, or what this process lacks to attach ``hook`` itself."""
+    try:
+        hook.check_privileges()
+    except HookPermissionError:
+        needs = " or ".join("+".join(sorted(caps)) for caps in hook.capabilities)
+        return f", by root ({needs}): not by this process, which lacks them"
+    return ""
 
 
 def _info_tracepoint(hook: Any, facts: dict[str, Any], text: list[str]) -> None:
@@ -1050,10 +1076,12 @@ def _info_raw_tracepoint(hook: Any, facts: dict[str, Any], text: list[str]) -> N
     facts["module"] = res.module
     for s in syms:
         text.append(f"    kallsyms: {_ksym_line(s)}")
+    events: list[str] | None
     try:
         events = [f"tracepoint:{c}:{e}" for c, e in list_tracepoints() if e == hook.event]
-    except EbpfHooksError:
-        events = []
+    except EbpfHooksError as err:
+        events = None
+        text.append(f"    same tracepoint with parsed arguments: unknown ({err})")
     facts["tracepoint_events"] = events
     if events:
         text.append(f"    same tracepoint with parsed arguments: {', '.join(events)}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ebpfhooks.errors import EbpfHooksError
+from ebpfhooks.errors import EbpfHooksError, HookPermissionError
 from ebpfhooks.kernel import features as _features
 from ebpfhooks.kernel.features import Feature, FeatureStatus
 
@@ -56,10 +56,16 @@ def _bcc() -> Feature:
 
 
 def _tracefs() -> Feature:
-    from ebpfhooks.kernel import tracefs
+    from ebpfhooks.kernel import mounts
 
     try:
-        root = tracefs.tracefs_root()
+        root = mounts.tracefs_root()
+    except HookPermissionError:
+        where = mounts.mounted_tracefs()
+        return Feature("tracefs", _NO, f"mounted at {where}, but readable by root only: this "
+                       f"process (uid {os.geteuid()}) cannot list or resolve tracepoints",
+                       "run as root (sudo ebpfhooks ...), or give the process "
+                       "CAP_DAC_READ_SEARCH")
     except EbpfHooksError:
         return Feature("tracefs", _NO, "tracefs is not mounted (tracepoints, uprobes and "
                        "kprobes need it)", "ebpfhooks doctor --fix  (or: mount -t tracefs "

@@ -195,6 +195,10 @@ CASES: list[tuple[str, str, str, Callable[[], str]]] = [
                     "Hook.from_spec('tracepoint:syscalls:sys_enter_openat')"
                     ".attach(type('BPF', (), {'load_func': print, 'funcs': {}})(), "
                     "fn_name='f')", *NOBODY)),
+    ("HookPermissionError", "`tracepoint:sched:sched_switch` resolved as user nobody "
+     "(tracefs is root's, mode 0700)", "run as root, or grant CAP_DAC_READ_SEARCH",
+     _in_subprocess("HookPermissionError",
+                    "Hook.from_spec('tracepoint:sched:sched_switch').resolve()", *NOBODY)),
     ("HookPermissionError", "`resolve_binary('c', pid=1)` as user nobody",
      "run as root or as the process's user",
      _in_subprocess("HookPermissionError", "resolve_binary('c', 1)", *NOBODY)),

@@ -83,8 +83,12 @@ def _fake_machine(monkeypatch, tmp_path, *, pmus=(), tracefs_files=None, config=
 
     def tracefs_file(name):
         if tracefs_files is None:
-            return None, "tracefs is not mounted"
-        return name in tracefs_files, f"/t/{name}"
+            return None, f"{name} not checked (tracefs is not mounted)", "tracefs is not mounted"
+        if tracefs_files == "unreadable":
+            why = "/t is readable by root only"
+            return None, f"{name} not checked ({why})", why
+        found = name in tracefs_files
+        return found, f"/t/{name}" if found else f"no /t/{name}", None
 
     monkeypatch.setattr(F, "_tracefs_file", tracefs_file)
     monkeypatch.setattr(F, "kernel_config", lambda: config)

@@ -334,7 +334,7 @@ def test_cli_cleanup_and_doctor_report_leftovers(live: None) -> None:
     out = subprocess.run([sys.executable, "-m", "ebpfhooks", "cleanup", "--dry-run", "--json"],
                          capture_output=True, text=True, check=True, cwd=HERE.parent).stdout
     data = json.loads(out)
-    assert set(data) == {"events", "xdp", "removed", "kept", "problems"}
+    assert set(data) == {"events", "xdp", "records", "removed", "kept", "problems", "scope"}
     assert data["removed"] == []
     out = subprocess.run([sys.executable, "-m", "ebpfhooks", "doctor", "--json"],
                          capture_output=True, text=True, check=True, cwd=HERE.parent).stdout

@@ -322,16 +322,27 @@ def kernel_config() -> dict[str, str] | None:
     return _config_cache["config"]
 
 
-def _tracefs_file(name: str) -> tuple[bool | None, str]:
-    """Does ``<tracefs>/name`` exist? ``None`` when tracefs is not mounted."""
-    from ebpfhooks.kernel import tracefs
+def _tracefs_file(name: str) -> tuple[bool | None, str, str | None]:
+    """Does ``<tracefs>/name`` exist? ``(answer, what was seen, why not looked)``.
+
+    The answer is ``None`` when it could not be looked at: tracefs not mounted, or
+    mounted but not readable by this process (tracefs is root's, mode 0700).
+    """
+    from ebpfhooks.errors import HookPermissionError
+    from ebpfhooks.kernel import mounts
 
     try:
-        root = tracefs.tracefs_root()
+        root = mounts.tracefs_root()
+    except HookPermissionError:
+        where = mounts.mounted_tracefs() or "tracefs"
+        why = f"{where} is readable by root only"
+        return None, f"{name} not checked ({why})", why
     except (EbpfHooksError, OSError):
-        return None, "tracefs is not mounted"
+        why = "tracefs is not mounted"
+        return None, f"{name} not checked ({why})", why
     path = root / name
-    return path.exists(), str(path)
+    exists = path.exists()
+    return exists, str(path) if exists else f"no {path}", None
 
 
 def _probe_event_kind(
@@ -341,9 +352,9 @@ def _probe_event_kind(
     pmu_path = PMU_DIR / pmu
     if pmu_path.exists():
         return Feature(feature, FeatureStatus.YES, f"{pmu_path} exists")
-    in_tracefs, where = _tracefs_file(events_file)
+    in_tracefs, seen, why_not = _tracefs_file(events_file)
     if in_tracefs:
-        return Feature(feature, FeatureStatus.YES, f"{where} exists")
+        return Feature(feature, FeatureStatus.YES, f"{seen} exists")
     fix = (
         f"boot a kernel built with {config_key}=y; {alternative}"
         if alternative
@@ -358,19 +369,18 @@ def _probe_event_kind(
             return Feature(
                 feature,
                 FeatureStatus.YES,
-                f"{config_key}=y in the kernel config ({pmu_path} missing, {where})",
+                f"{config_key}=y in the kernel config ({pmu_path} missing, {seen})",
             )
         config_note = f", and {config_key} is not set in /proc/config.gz"
-    base = f"no {pmu} PMU in {PMU_DIR}, no {where}"
+    base = f"no {pmu} PMU in {PMU_DIR}, {seen}"
     if in_tracefs is False or config is not None or kernel_version() >= (4, 17, 0):
         # tracefs looked at, or the config says so, or the PMU (4.17+) would be there
         return Feature(feature, FeatureStatus.NO, f"{base}{config_note}", fix)
-    return Feature(
-        feature,
-        FeatureStatus.UNKNOWN,
-        f"{base}; could not check {events_file} because tracefs is not mounted",
-        "mount tracefs: mount -t tracefs tracefs /sys/kernel/tracing",
-    )
+    if why_not == "tracefs is not mounted":
+        return Feature(feature, FeatureStatus.UNKNOWN, base,
+                       "mount tracefs: mount -t tracefs tracefs /sys/kernel/tracing")
+    return Feature(feature, FeatureStatus.UNKNOWN, base,
+                   "run as root (e.g. sudo ebpfhooks doctor) to let it look")
 
 
 @_conclusive
@@ -524,6 +534,7 @@ KPTR_RESTRICT = Path("/proc/sys/kernel/kptr_restrict")
 UNPRIVILEGED_BPF = Path("/proc/sys/kernel/unprivileged_bpf_disabled")
 LOCKDOWN = Path("/sys/kernel/security/lockdown")
 KALLSYMS = Path("/proc/kallsyms")
+PERF_EVENT_PARANOID = Path("/proc/sys/kernel/perf_event_paranoid")
 
 
 def _read_int(path: Path) -> int | None:
@@ -537,8 +548,9 @@ def kptr_restrict() -> Feature:
     """Are kernel addresses visible in /proc/kallsyms to this process?
 
     YES when the first symbol's address reads as non-zero; NO when it reads as zero,
-    with ``kernel.kptr_restrict`` and the fix (root with CAP_SYSLOG sees addresses at
-    ``kptr_restrict`` 0 or 1; 2 hides them from everyone).
+    with ``kernel.kptr_restrict`` and the fix that applies to that value: at 0 the
+    kernel shows addresses to CAP_SYSLOG (root) and, when ``kernel.perf_event_paranoid``
+    is 1 or less, to every user; at 1 to CAP_SYSLOG only; at 2 to nobody.
 
     >>> kptr_restrict().status  # doctest: +SKIP
     <FeatureStatus.YES: 'yes'>
@@ -552,11 +564,27 @@ def kptr_restrict() -> Feature:
         return Feature("kptr_restrict", FeatureStatus.UNKNOWN,
                        f"cannot read {KALLSYMS}: {err.strerror}", "run as root")
     if first.split(b" ", 1)[0].strip(b"0") == b"":
-        fix = ("sysctl -w kernel.kptr_restrict=0" if value == 2 else
-               "run as root (CAP_SYSLOG), or sysctl -w kernel.kptr_restrict=0")
         return Feature("kptr_restrict", FeatureStatus.NO,
-                       f"{KALLSYMS} shows every address as 0 ({setting})", fix)
+                       f"{KALLSYMS} shows every address as 0 to this process "
+                       f"(uid {os.geteuid()}, {setting})", _kptr_fix(value))
     return Feature("kptr_restrict", FeatureStatus.YES, f"addresses visible ({setting})")
+
+
+def _kptr_fix(value: int | None) -> str:
+    """What shows kallsyms addresses, given ``kernel.kptr_restrict`` (kallsyms_show_value)."""
+    if value is None:
+        return "run as root (CAP_SYSLOG)"
+    if value >= 2:
+        return ("sysctl -w kernel.kptr_restrict=1 and run as root (CAP_SYSLOG): at 2 the "
+                "kernel hides addresses from everyone")
+    if value == 1:
+        return "run as root (CAP_SYSLOG): at kernel.kptr_restrict=1 only CAP_SYSLOG sees them"
+    paranoid = _read_int(PERF_EVENT_PARANOID)
+    if paranoid is None or paranoid <= 1:
+        return "run as root (CAP_SYSLOG)"
+    return ("run as root (CAP_SYSLOG); kernel.kptr_restrict is already 0: addresses are "
+            f"hidden from this process because it lacks CAP_SYSLOG and "
+            f"kernel.perf_event_paranoid={paranoid} is above 1")
 
 
 def unprivileged_bpf() -> Feature:

@@ -13,6 +13,7 @@ Minimum kernel: tracefs exists since 4.1; before that the same files are under
 
 from __future__ import annotations
 
+import os
 import re
 from collections import namedtuple
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = [
     "clear_cache",
     "debugfs_root",
     "mount_tracefs",
+    "mounted_tracefs",
     "parse_mounts",
     "tracefs_root",
 ]
@@ -114,6 +116,48 @@ def _pick_debugfs(mounts: list[Mount]) -> Path | None:
 _root_cache: list[Path] = []  # zero or one element: the last tracefs root found
 
 
+def _unreadable(root: Path) -> HookPermissionError:
+    """The error for a tracefs this process may not look into (not root)."""
+    try:
+        st = os.stat(root)
+        owner = f"mode {st.st_mode & 0o7777:04o}, owner uid {st.st_uid}"
+    except OSError:
+        owner = "not readable"
+    return HookPermissionError(
+        f"cannot read {root}: tracefs is mounted there but readable by root only "
+        f"({owner}; this process is uid {os.geteuid()}); rerun as root (e.g. with sudo), "
+        "or give the process CAP_DAC_READ_SEARCH",
+        capability="CAP_DAC_READ_SEARCH",
+    )
+
+
+def _has_events(root: Path) -> bool:
+    """Is ``root/available_events`` there? Raises the typed error when it may not be seen.
+
+    ``Path.exists()`` raises a bare ``PermissionError`` (Python 3.11) when a directory
+    on the way is not searchable, as tracefs (mode 0700) is for anyone but root.
+    """
+    try:
+        (root / "available_events").stat()
+    except PermissionError:
+        raise _unreadable(root) from None
+    except OSError:
+        return False
+    return True
+
+
+def mounted_tracefs() -> Path | None:
+    """Where the mount table says tracefs is, without checking it can be read (or ``None``).
+
+    For messages about a tracefs this process may not read (:func:`tracefs_root`
+    raises then); ``<debugfs>/tracing`` is not considered.
+
+    >>> mounted_tracefs()  # doctest: +SKIP
+    PosixPath('/sys/kernel/tracing')
+    """
+    return _pick_tracefs(_read_mounts())
+
+
 def tracefs_root() -> Path:
     """Return the directory where tracefs is mounted, preferring ``/sys/kernel/tracing``.
 
@@ -129,15 +173,19 @@ def tracefs_root() -> Path:
     Raises:
         TracefsNotMountedError: neither tracefs nor debugfs (with ``tracing``) is
             mounted; the message gives the ``mount`` commands that fix it.
+        HookPermissionError: tracefs is mounted but this process may not look into it
+            (mode 0700: root only); the message names the directory and the fix.
     """
-    if _root_cache and (_root_cache[0] / "available_events").exists():
+    if _root_cache and _has_events(_root_cache[0]):
         return _root_cache[0]
     _root_cache.clear()
     mounts = _read_mounts()
     root = _pick_tracefs(mounts)
-    if root is None:
+    if root is not None:
+        _has_events(root)  # only to raise the typed error when it is not readable
+    else:
         debugfs = _pick_debugfs(mounts)
-        if debugfs is not None and (debugfs / "tracing" / "available_events").exists():
+        if debugfs is not None and _has_events(debugfs / "tracing"):
             root = debugfs / "tracing"
     if root is None:
         raise TracefsNotMountedError(

@@ -17,6 +17,7 @@ Minimum kernel: tracefs exists since 4.1; before that the same files are under
 from __future__ import annotations
 
 import functools
+import os
 import re
 from pathlib import Path
 
@@ -386,8 +387,9 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8", errors="surrogateescape")
     except PermissionError as err:
         raise HookPermissionError(
-            f"cannot read {path}: permission denied; tracefs is readable by root only, "
-            "rerun as root (e.g. with sudo)",
+            f"cannot read {path}: permission denied (readable by root only; this process "
+            f"is uid {os.geteuid()}); rerun as root (e.g. with sudo), or give the process "
+            "CAP_DAC_READ_SEARCH",
             capability="CAP_DAC_READ_SEARCH",
         ) from err
 
