@@ -1,16 +1,20 @@
 # ebpfhooks: everyday commands. Run as root (bcc needs it); every target sets up first.
 #
 #   make demo     set up, then run examples/hello_world.py for 5 seconds
-#   make test     set up, then tests on both tiers (pytest), lint (ruff) and type check (mypy)
-#   make test-host   set up, then pytest on this machine's kernel only (-m 'not vm')
+#   make test     set up, then tests on both tiers (pytest --vm), lint (ruff) and type check
+#                 (mypy); a complete run rewrites docs/kernels.md (--write-kernels-doc)
+#   make test-host   set up, then pytest on this machine's kernel only (no --vm: nothing boots)
 #   make test-vm     set up, then only the VM tier: the live tests inside Debian's kernel under
-#                    qemu (-m vm); VM_KERNEL=/path/to/vmlinuz boots another image (--kernel)
+#                    qemu (--vm -m vm); VM_KERNEL=/path/to/vmlinuz boots another image (--kernel)
 #   make lint     ruff + mypy only
 #   make setup    only scripts/setup.sh (idempotent; fast when everything is there)
 #   make bench    every number in docs/performance.md (bench/run_all.py; ~30 min)
 #
-#   make test PYTEST_ARGS='-k uprobe -x'   extra pytest arguments
+#   make test PYTEST_ARGS='-k uprobe -x'   extra pytest arguments (a partial run: the
+#                                          tracked docs/kernels.md is left alone)
 #   EBPFHOOKS_SKIP_VM=1 make test          skip the VM tier on purpose (no qemu here)
+#
+# Plain `pytest tests/test_x.py` is the host tier only: the VM tier runs when asked (--vm).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -47,17 +51,18 @@ demo: setup
 	   cat /etc/os-release > /dev/null; done ) &
 	$(PY) examples/hello_world.py --duration $(DEMO_DURATION)
 
-# Both tiers in one pytest run: the host tests first, then the VM twins (tests/vmtier.py).
+# Both tiers in one pytest run: the host tests first, then the VM twins (tests/vmtier.py);
+# docs/kernels.md is rewritten only when the run was complete (nothing deselected).
 test: setup
-	@$(call run_pytest,)
+	@$(call run_pytest,--vm --write-kernels-doc)
 	$(RUFF)
 	$(MYPY)
 
 test-host: setup
-	@$(call run_pytest,-m 'not vm')
+	@$(call run_pytest,)
 
 test-vm: setup
-	@$(call run_pytest,-m vm)
+	@$(call run_pytest,--vm -m vm)
 
 lint: setup
 	$(RUFF)

@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,8 @@ from ebpfhooks.errors import EbpfHooksError
 DOC = Path(__file__).parent.parent / "docs" / "errors.md"
 START, END = "<!-- errors-table:start -->", "<!-- errors-table:end -->"
 FIXTURES = Path(__file__).parent / "fixtures" / "kernel"
+# The arm64 file is made in a directory of its own per run (concurrent runs must not
+# share a path); the table shows it under this stable name.
 ARM_ELF = Path("/tmp/ebpfhooks-doc-arm64.elf")
 
 
@@ -81,11 +84,17 @@ def _resolve(spec: str) -> Callable[[], object]:
     return lambda: Hook.from_spec(spec).resolve()
 
 
-def _arm_elf() -> None:
+def _arm_elf() -> str:
+    """The WrongArchitectureError for an arm64 ELF file, its path shown as ``ARM_ELF``."""
     data = bytearray(Path("/bin/true").read_bytes()[:4096])
     data[18:20] = (183).to_bytes(2, "little")  # e_machine = EM_AARCH64
-    ARM_ELF.write_bytes(bytes(data))
-    Hook.from_spec(f"uprobe:{ARM_ELF}:main").resolve()
+    with tempfile.TemporaryDirectory(prefix="ebpfhooks-doc-") as tmp:
+        elf = Path(tmp) / ARM_ELF.name
+        elf.write_bytes(bytes(data))
+        message = _raises("WrongArchitectureError",
+                          lambda: Hook.from_spec(f"uprobe:{elf}:main").resolve())()
+    assert str(elf) in message, message
+    return message.replace(str(elf), str(ARM_ELF))
 
 
 def _no_kprobes() -> None:
@@ -171,7 +180,7 @@ CASES: list[tuple[str, str, str, Callable[[], str]]] = [
     ("NotAnElfError", "`uprobe:/etc/passwd:main`", "probe an executable or library",
      _raises("NotAnElfError", _resolve("uprobe:/etc/passwd:main"))),
     ("WrongArchitectureError", f"`uprobe:{ARM_ELF}:main` (an arm64 ELF)",
-     "probe the build for this machine", _raises("WrongArchitectureError", _arm_elf)),
+     "probe the build for this machine", _arm_elf),
     ("ImportedSymbolError", "`uprobe:/usr/bin/true:malloc`",
      "probe the library that defines it", _raises("ImportedSymbolError",
                                                   _resolve("uprobe:/usr/bin/true:malloc"))),

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import not_possible
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,14 +17,6 @@ from ebpfhooks.kernel.kallsyms import Kallsyms, KallsymsFormatError, KSym, parse
 FIXTURES = Path(__file__).parent / "fixtures" / "kernel"
 MODULES_TEXT = (FIXTURES / "kallsyms_modules.txt").read_text()
 HIDDEN_TEXT = (FIXTURES / "kallsyms_hidden.txt").read_text()
-
-
-def _require(condition: bool, message: str) -> None:
-    if condition:
-        return
-    if os.environ.get("EBPFHOOKS_ALLOW_SKIP") == "1":
-        pytest.skip(message)
-    pytest.fail(message + " (set EBPFHOOKS_ALLOW_SKIP=1 to skip instead)")
 
 
 # --------------------------------------------------------------------------- parser
@@ -251,7 +244,8 @@ def test_index_equals_parser_on_generated_tables(rows):
 
 @pytest.fixture(scope="module")
 def live() -> Kallsyms:
-    _require(Path("/proc/kallsyms").exists(), "/proc/kallsyms is missing")
+    if not Path("/proc/kallsyms").exists():
+        not_possible("/proc/kallsyms is missing")
     ks.clear_cache()
     return ks.kallsyms()
 

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import not_possible
 
 from ebpfhooks.errors import InterfaceNotFoundError
 from ebpfhooks.kernel import netdev
@@ -32,14 +33,6 @@ define i32 @xdp_pass(i8* %ctx) section "xdp" {
 }
 @_license = global [4 x i8] c"GPL\\00", section "license"
 """
-
-
-def _require(condition: bool, message: str) -> None:
-    if condition:
-        return
-    if os.environ.get("EBPFHOOKS_ALLOW_SKIP") == "1":
-        pytest.skip(message)
-    pytest.fail(message + " (set EBPFHOOKS_ALLOW_SKIP=1 to skip instead)")
 
 
 def test_parse_xdp_prog_id():
@@ -80,8 +73,8 @@ def test_error_ifindex_unknown_lists_candidates():
 
 @pytest.fixture
 def veth():
-    _require(os.geteuid() == 0 and shutil.which("ip") is not None,
-             "the veth tests need root and iproute2")
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        not_possible("the veth tests need root and iproute2")
     a, b = f"ehn{os.getpid()}a", f"ehn{os.getpid()}b"
     subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
     try:
@@ -104,8 +97,8 @@ def test_live_veth_appears_and_goes(veth):
 
 def test_live_xdp_attached_matches_bpftool(veth, tmp_path):
     a, _ = veth
-    _require(shutil.which("llc") is not None and shutil.which("bpftool") is not None,
-             "llc and bpftool are needed to build and check a test XDP program")
+    if shutil.which("llc") is None or shutil.which("bpftool") is None:
+        not_possible("llc and bpftool are needed to build and check a test XDP program")
     (tmp_path / "xdp.ll").write_text(XDP_PASS_IR)
     subprocess.run(["llc", "-march=bpf", "-filetype=obj", str(tmp_path / "xdp.ll"),
                     "-o", str(tmp_path / "xdp.o")], check=True)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import not_possible
 
 from ebpfhooks.errors import (
     HookPermissionError,
@@ -32,22 +33,13 @@ FIXTURES = Path(__file__).parent / "fixtures" / "kernel"
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _require(condition: bool, message: str) -> None:
-    """Fail (or skip when EBPFHOOKS_ALLOW_SKIP=1) when the machine lacks something."""
-    if condition:
-        return
-    if os.environ.get("EBPFHOOKS_ALLOW_SKIP") == "1":
-        pytest.skip(message)
-    pytest.fail(message + " (set EBPFHOOKS_ALLOW_SKIP=1 to skip instead)")
-
-
 @pytest.fixture
 def live_root() -> Path:
     tracefs.clear_cache()
     try:
         return tracefs.tracefs_root()
     except TracefsNotMountedError as err:
-        _require(False, f"live tracefs tests need tracefs mounted: {err}")
+        not_possible(f"live tracefs tests need tracefs mounted: {err}")
         raise
 
 
@@ -180,7 +172,8 @@ def test_error_mount_tracefs_other_failure(monkeypatch, tmp_path):
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to unshare a mount namespace")
 def test_mount_tracefs_live_in_private_mount_namespace(live_root):
     """Unmount everything in a throw-away mount namespace, then mount it back."""
-    _require(shutil.which("unshare") is not None, "unshare(1) is needed for this test")
+    if shutil.which("unshare") is None:
+        not_possible("unshare(1) is needed for this test")
     script = (
         "import subprocess\n"
         "from ebpfhooks.kernel import tracefs\n"
@@ -404,7 +397,8 @@ def test_error_read_format_wrong_category(live_root):
 
 def test_live_every_format_matches_bpftrace(live_root):
     """Parse every tracepoint format; field declarations must equal `bpftrace -lv` output."""
-    _require(shutil.which("bpftrace") is not None, "bpftrace is needed as the oracle")
+    if shutil.which("bpftrace") is None:
+        not_possible("bpftrace is needed as the oracle")
     proc = subprocess.run(["bpftrace", "-lv", "tracepoint:*"], capture_output=True,
                           text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr

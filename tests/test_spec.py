@@ -236,7 +236,15 @@ def test_error_characters_that_cannot_be_a_symbol() -> None:
         "              ^"
     )
     assert "cannot be in a tracepoint event" in _error("tracepoint:syscalls:a;b")
-    assert "cannot start a symbol name" in _error("uprobe:/bin/bash:9abc+1") or True
+    assert "cannot start a kernel symbol name" in _error("kprobe:9abc")
+    # a uprobe location that starts with a digit is an address (uprobe:/bin/bash:0x4f0),
+    # so a name starting with one is refused as an address, not as a symbol
+    assert _error("uprobe:/bin/bash:9abc+1") == (
+        "invalid hook spec: address '9abc+1' is not a number\n"
+        "    uprobe:/bin/bash:9abc+1\n"
+        "                     ^~~~~~\n"
+        "expected decimal (16) or hex (0x10)"
+    )
 
 
 def test_error_wildcard_points_to_listing() -> None:

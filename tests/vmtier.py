@@ -7,9 +7,12 @@ so the host's ``.venv`` and checkout are used unchanged inside the guest.
 
 How it works (a pytest plugin, registered by ``tests/conftest.py``):
 
-* Collection: every test that should also run in the guest (see :func:`is_guest_test`:
-  the live suite of the eight kinds, the kernel readers, listing/info, the hello
-  world, anything marked ``guest``) gets a twin item,
+* The tier runs only when asked: ``--vm`` (``make test`` and ``make test-vm`` pass it).
+  Without it nothing boots and no twin exists; ``pytest tests/test_x.py`` is the host
+  tier only.
+* Collection (with ``--vm``): every test that should also run in the guest (see
+  :func:`is_guest_test`: the live suite of the eight kinds, the kernel readers,
+  listing/info, the hello world, anything marked ``guest``) gets a twin item,
   ``<nodeid>@vm``, marked ``vm``. ``-m vm`` runs only the VM tier, ``-m "not vm"``
   only the host tier; ``-k`` selects in both. The twins run after the host tests.
 * The first twin that runs boots the guest once (``vng --disable-kvm --run KERNEL``)
@@ -19,16 +22,18 @@ How it works (a pytest plugin, registered by ``tests/conftest.py``):
   ``vm-guest@vm`` reports the guest itself: boot, exit status, timings, console log.
 * A guest that hangs is killed after ``--vm-timeout`` seconds (default 900, or
   ``EBPFHOOKS_VM_TIMEOUT``); every unfinished twin then fails with the console log.
-* The VM tier can be skipped on request (``EBPFHOOKS_SKIP_VM=1``, or ``-m "not vm"``).
-  Without qemu, virtme-ng or a kernel image it skips with a hint on a developer's
-  machine and FAILS in CI (``CI=true``), like the ``live`` fixture.
-* At the end of a run that covered every host live test and every VM twin, the
-  kinds attached on each kernel are written to ``docs/kernels.md`` (see
-  :func:`render_kernels_doc`).
+* Once asked for, the VM tier can still be skipped on request (``EBPFHOOKS_SKIP_VM=1``,
+  or ``-m "not vm"``). Without qemu, virtme-ng or a kernel image it skips with a hint
+  on a developer's machine and FAILS in CI (``CI=true``), like the ``live`` fixture.
+* ``--write-kernels-doc`` (``make test`` passes it) writes the kinds attached on each
+  kernel to ``docs/kernels.md`` (see :func:`render_kernels_doc`), and only after a
+  complete two-tier run: the whole suite collected, every host guest test and every
+  twin selected and run, the guest finished. Any other run leaves the file alone and
+  says why.
 
-Options: ``--kernel PATH`` (a bzImage/vmlinuz; default: the newest
-``/boot/vmlinuz-*-amd64``, or ``EBPFHOOKS_VM_KERNEL``), ``--vm-timeout SECONDS``,
-``--vm-memory`` (default 4G), ``--vm-cpus`` (default 2).
+Options: ``--vm``, ``--write-kernels-doc``, ``--kernel PATH`` (a bzImage/vmlinuz;
+default: the newest ``/boot/vmlinuz-*-amd64``, or ``EBPFHOOKS_VM_KERNEL``),
+``--vm-timeout SECONDS``, ``--vm-memory`` (default 4G), ``--vm-cpus`` (default 2).
 
 Used by hand: ``python tests/vmtier.py run [--kernel PATH] -- COMMAND`` boots the
 guest, mounts tracefs/debugfs and runs COMMAND (``scripts/vm.sh`` wraps this).
@@ -76,6 +81,8 @@ ALL_LIVE_ENV = "EBPFHOOKS_VM_ALL_LIVE"
 #: Tests that would match but stay on the host, with the reason.
 HOST_ONLY: dict[str, str] = {}
 CONSOLE_TAIL = 80
+#: ``-m vm`` alone: it selects nothing unless ``--vm`` made the twins.
+MARK_VM_ONLY = re.compile(r"\s*\(?\s*vm\s*\)?\s*")
 
 
 def in_guest() -> bool:
@@ -438,8 +445,8 @@ def render_kernels_doc(data: dict[str, Any]) -> str:
     host, vm = data["host"], data["vm"]
     lines = [
         DOC_HEADER,
-        "<!-- Written by tests/vmtier.py at the end of every test run that ran both tiers with",
-        "     no guest test deselected (`make test` does); do not edit by hand. -->",
+        "<!-- Written by tests/vmtier.py (pytest --vm --write-kernels-doc, as `make test` runs",
+        "     it) after a complete run of both tiers; do not edit by hand. -->",
         f"<!-- data: {json.dumps(data, sort_keys=True)} -->",
         "",
         "`make test` runs the live tests on two kernels: the machine's own (the host tier)",
@@ -464,11 +471,19 @@ def render_kernels_doc(data: dict[str, Any]) -> str:
         "## Running the tiers",
         "",
         "```sh",
-        "make test        # both tiers (what CI runs)",
-        "make test-host   # the host kernel only (pytest -m 'not vm')",
-        "make test-vm     # the VM tier only (pytest -m vm)",
+        "make test        # both tiers (what CI runs: pytest --vm --write-kernels-doc)",
+        "make test-host   # the host kernel only (plain pytest: nothing boots)",
+        "make test-vm     # the VM tier only (pytest --vm -m vm)",
         "make test-vm VM_KERNEL=/path/to/vmlinuz   # another kernel image (--kernel PATH)",
         "```",
+        "",
+        "The VM tier runs only when asked: `pytest --vm` adds a `@vm` twin of each guest test",
+        "(the live tests, the kernel readers; `is_guest_test` in tests/vmtier.py says which).",
+        "Plain `pytest tests/test_x.py` runs on this machine's kernel only, boots nothing and",
+        "changes no tracked file. This file is rewritten only with `--write-kernels-doc`",
+        "(`make test` passes it) and only after a complete run of both tiers: the whole suite,",
+        "nothing deselected, the guest finished. A partial run (`-k`, `-m`, named files, `-x`",
+        "stopping early, a guest killed at its timeout) leaves it alone and says why.",
         "",
         "By default the VM tier boots the newest `/boot/vmlinuz-*-amd64` (scripts/setup.sh",
         "installs `linux-image-amd64` and the matching headers). Any bzImage works with",
@@ -494,6 +509,14 @@ def doc_data(text: str) -> dict[str, Any] | None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("vm", "VM tier (tests/vmtier.py)")
+    group.addoption("--vm", dest="vm_tier", action="store_true", default=False,
+                    help="also run the VM tier: a @vm twin of each guest test, run inside "
+                         "a second kernel under qemu (slow; make test and make test-vm "
+                         "pass it)")
+    group.addoption("--write-kernels-doc", dest="write_kernels_doc", action="store_true",
+                    default=False,
+                    help="after a complete two-tier run (the whole suite, --vm, nothing "
+                         "deselected), write docs/kernels.md (make test passes it)")
     group.addoption("--kernel", dest="vm_kernel", metavar="PATH", default=None,
                     help=f"kernel image for the VM tier (default: ${KERNEL_ENV}, or the "
                          "newest /boot/vmlinuz-*-amd64)")
@@ -513,9 +536,14 @@ def pytest_configure(config: pytest.Config) -> None:
                                       "ebpfhooks-vm-guest")
     with contextlib.suppress(ImportError):
         _install_attach_recorder()
-    config.stash[_STATE] = TierState()
+    config.stash[_STATE] = TierState(asked=bool(config.getoption("vm_tier")))
     if not in_guest():
         config.pluginmanager.register(_KeepRunItem(), "ebpfhooks-vm-keep-run-item")
+        if not config.getoption("vm_tier") and MARK_VM_ONLY.fullmatch(
+                config.getoption("markexpr", "") or ""):
+            raise pytest.UsageError(
+                "-m vm selects the VM tier's twins, which exist only with --vm "
+                "(make test-vm runs: pytest --vm -m vm)")
 
 
 def is_guest_test(item: pytest.Item) -> bool:
@@ -547,6 +575,7 @@ def is_guest_test(item: pytest.Item) -> bool:
 class TierState:
     """Per-session bookkeeping of the VM tier on the host."""
 
+    asked: bool = False  # --vm given
     eligible: int = 0  # guest tests collected (before -k/-m)
     host_eligible: int = 0
     selected: list[str] = field(default_factory=list)  # nodeids the guest runs
@@ -558,6 +587,7 @@ class TierState:
     unavailable: str | None = None
     guest_summary: dict[str, Any] | None = None
     timing_line: str = ""
+    doc_line: str = ""  # what --write-kernels-doc did, or why it did not
     run_item: pytest.Item | None = None
 
 
@@ -568,7 +598,7 @@ _STATE = pytest.StashKey[TierState]()
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    """Add a ``@vm`` twin for each guest test (before -m/-k deselect anything)."""
+    """With ``--vm``, add a ``@vm`` twin for each guest test (before -m/-k deselect)."""
     if in_guest():
         return
     state = config.stash[_STATE]
@@ -577,8 +607,9 @@ def pytest_collection_modifyitems(
         if isinstance(item, VmItem) or not is_guest_test(item):
             continue
         state.host_eligible += 1
-        twins.append(VmItem.from_parent(item.parent or session, name=item.name + SUFFIX,
-                                        original=item.nodeid))
+        if state.asked:
+            twins.append(VmItem.from_parent(item.parent or session, name=item.name + SUFFIX,
+                                            original=item.nodeid))
     if twins:
         state.eligible = len(twins)
         state.run_item = VmRunItem.from_parent(session, name=RUN_NAME, original="",
@@ -697,9 +728,18 @@ def _print_timings(config: pytest.Config, state: TierState) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     state = terminalreporter.config.stash.get(_STATE, None)
-    if state is not None and state.timing_line:
+    if state is None or in_guest():
+        return
+    lines = [state.timing_line] if state.timing_line else []
+    if not state.asked and state.host_eligible:
+        lines.append(f"VM tier: not run: {state.host_eligible} tests here also run in the VM "
+                     "with --vm (make test-vm)")
+    if state.doc_line:
+        lines.append(state.doc_line)
+    if lines:
         terminalreporter.write_sep("-", "VM tier")
-        terminalreporter.write_line(state.timing_line)
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 class GuestFailure(Exception):
@@ -819,26 +859,74 @@ class GuestReporter:
         self.file.close()
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Write docs/kernels.md after a run that covered both tiers completely."""
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With ``--write-kernels-doc``, write docs/kernels.md after a complete two-tier run."""
     if in_guest():
         return
     state = session.config.stash.get(_STATE, None)
-    if state is None or state.run is None or state.guest_summary is None:
+    if state is None or not session.config.getoption("write_kernels_doc"):
         return
-    complete = (state.eligible and len(state.selected) == state.eligible
-                and state.host_selected == state.host_eligible
-                and not state.run.timed_out and not state.unfinished)
-    if not complete:
+    why = incomplete_because(session, state, exitstatus)
+    if why:
+        state.doc_line = f"docs/kernels.md not written: {why}"
         return
+    assert state.guest_summary is not None
     host_log = KindLog(attaches=KIND_LOG.attaches,
                        outcomes={n: o for n, o in KIND_LOG.outcomes.items()
                                  if n in _host_guest_nodeids(session)})
     data = {"host": tier_summary(host_log, os.uname().release), "vm": state.guest_summary}
     text = render_kernels_doc(data)
     doc = session.config.rootpath / "docs" / "kernels.md"
-    if doc.parent.is_dir() and (not doc.exists() or doc.read_text() != text):
+    if not doc.parent.is_dir():
+        state.doc_line = f"docs/kernels.md not written: no directory {doc.parent}"
+    elif doc.exists() and doc.read_text() == text:
+        state.doc_line = "docs/kernels.md is up to date"
+    else:
         doc.write_text(text)
+        state.doc_line = "docs/kernels.md written"
+
+
+def _whole_suite(config: pytest.Config) -> bool:
+    """Whether the run collected everything: no file or test named, nothing ignored."""
+    if config.getoption("ignore", None) or config.getoption("ignore_glob", None):
+        return False
+    if config.args_source is pytest.Config.ArgsSource.TESTPATHS:
+        return True
+    roots = {(config.rootpath / p).resolve() for p in config.getini("testpaths")}
+    given = set()
+    for arg in config.args:
+        if "::" in arg:
+            return False
+        given.add((config.invocation_params.dir / arg).resolve())
+    return given == (roots or {config.rootpath.resolve()})
+
+
+def incomplete_because(session: pytest.Session, state: TierState, exitstatus: int) -> str:
+    """Why this run may not write docs/kernels.md ('' when it was a complete two-tier run)."""
+    config = session.config
+    if not state.asked:
+        return "the VM tier did not run (--vm)"
+    if not _whole_suite(config):
+        return ("the run named files or tests (only a run of the whole suite writes it, "
+                "as `make test` does)")
+    if not state.eligible:
+        return "no guest tests were collected"
+    if len(state.selected) != state.eligible or state.host_selected != state.host_eligible:
+        return (f"{state.host_selected} of {state.host_eligible} host guest tests and "
+                f"{len(state.selected)} of {state.eligible} VM twins were selected (-k, -m, "
+                "--deselect ...)")
+    if session.shouldstop or session.shouldfail or exitstatus == pytest.ExitCode.INTERRUPTED:
+        return "the run stopped early"
+    if state.run is None:
+        return f"the VM tier did not run ({state.unavailable or 'never started'})"
+    if state.run.timed_out or state.unfinished or state.exit is None \
+            or state.guest_summary is None:
+        return f"the guest did not finish (see {state.run.rundir})"
+    if any(n not in state.results for n in state.selected):
+        return "the guest did not report every test"
+    if any(n not in KIND_LOG.outcomes for n in _host_guest_nodeids(session)):
+        return "not every host guest test ran"
+    return ""
 
 
 def _host_guest_nodeids(session: pytest.Session) -> set[str]:
