@@ -4,8 +4,9 @@
 >>> str(t)  # doctest: +SKIP
 '/usr/lib/x86_64-linux-gnu/libc.so.6:malloc (vaddr 0x9a0f0, file offset 0x9a0f0)'
 
-Files are opened lazily and cached by (device, inode, mtime): a second
-resolution in the same file reads nothing again.
+Files are opened with pyelftools (:class:`~ebpfhooks.elf.elffile.ElfFile`), read
+lazily and cached by (device, inode, mtime, size): a second resolution in the same
+file reads nothing again.
 
 IFUNC symbols (``strlen``, ``memcpy`` in glibc) resolve to the *resolver*
 function, as bcc does: the resolver runs when the dynamic linker binds the
@@ -26,7 +27,7 @@ import attrs
 
 from ebpfhooks._util import close_matches
 from ebpfhooks.elf.debuginfo import DEFAULT_DEBUG_ROOT, find_debug_file, minidebuginfo
-from ebpfhooks.elf.elffile import EM_NAMES, ElfFile, host_machine, parse_elf_header
+from ebpfhooks.elf.elffile import EM_NAMES, ElfFile, host_machine
 from ebpfhooks.elf.errors import AddressNotExecutableError, OffsetOutOfRangeError
 from ebpfhooks.elf.ldcache import (
     find_in_ld_so_cache,
@@ -99,7 +100,11 @@ class UserTarget:
 
 
 def _check_file(path: str, target: str) -> pathlib.Path:
-    """Return the real path of an existing ELF file of this machine, or raise."""
+    """Return the real path of an existing ELF file of this machine, or raise.
+
+    The file is opened (and cached) with pyelftools here, so the symbol lookups that
+    follow read nothing again.
+    """
     real = pathlib.Path(os.path.realpath(path))
     shown = target if str(real) == target else f"{target!r} ({real})"
     if real.is_dir():
@@ -107,8 +112,7 @@ def _check_file(path: str, target: str) -> pathlib.Path:
             target, where=str(real.parent),
             hint=f"{real} is a directory; give the path of an executable or library inside it")
     try:
-        with open(real, "rb") as f:
-            head = f.read(64)
+        real.stat()
     except FileNotFoundError:
         parent = real.parent
         names = os.listdir(parent) if parent.is_dir() else []
@@ -117,14 +121,7 @@ def _check_file(path: str, target: str) -> pathlib.Path:
             candidates=[str(parent / n) for n in close_matches(real.name, names)],
             hint=f"no such file: {real}; check the path (or give a bare name to search "
                  "$PATH and /etc/ld.so.cache)") from None
-    hdr = parse_elf_header(head, shown)
-    host = host_machine()
-    if host and hdr.machine != host:
-        theirs = EM_NAMES.get(hdr.machine, f"machine {hdr.machine}")
-        raise WrongArchitectureError(
-            f"{shown} is an ELF file for {theirs}, but this machine is "
-            f"{EM_NAMES.get(host, host)}; uprobes need the {EM_NAMES.get(host, host)} build "
-            "of the file")
+    _load(real, shown)
     return real
 
 
@@ -317,15 +314,21 @@ def _resolve_binary(target: str, pid: int | None) -> pathlib.Path:
 
 
 class _Loaded:
-    def __init__(self, path: pathlib.Path) -> None:
+    def __init__(self, path: pathlib.Path, shown: str | None = None) -> None:
         self.path = path
-        self.elf = ElfFile.open(path)
+        try:
+            self.elf = ElfFile.open(path)
+        except NotAnElfError as err:
+            if shown is None or shown == str(path):
+                raise
+            raise NotAnElfError(str(err).replace(str(path), shown, 1)) from err.__cause__
         host = host_machine()
-        if host and self.elf.header.machine != host:
-            theirs = EM_NAMES.get(self.elf.header.machine, f"machine {self.elf.header.machine}")
+        if host and self.elf.machine != host:
+            theirs = EM_NAMES.get(self.elf.machine, f"machine {self.elf.machine}")
+            mine = EM_NAMES.get(host, str(host))
             raise WrongArchitectureError(
-                f"{path} is an ELF file for {theirs}, but this machine is "
-                f"{EM_NAMES.get(host, host)}; uprobes need the {EM_NAMES.get(host, host)} build")
+                f"{shown or path} is an ELF file for {theirs}, but this machine is {mine}; "
+                f"uprobes need the {mine} build of the file")
         self.index = SymbolIndex(self.elf)
         self._debug: dict[pathlib.Path, tuple[SymbolIndex, str] | None] = {}
         self._functions: dict[pathlib.Path, list[ElfSymbol]] = {}
@@ -419,7 +422,7 @@ _CACHE: OrderedDict[tuple[int, int, int, int], _Loaded] = OrderedDict()
 _CACHE_SIZE = 32
 
 
-def _load(path: pathlib.Path) -> _Loaded:
+def _load(path: pathlib.Path, shown: str | None = None) -> _Loaded:
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -433,7 +436,7 @@ def _load(path: pathlib.Path) -> _Loaded:
     if path.is_dir():
         raise BinaryNotFoundError(str(path), where=str(path.parent),
                                   hint=f"{path} is a directory; give an executable or library")
-    loaded = _Loaded(path)
+    loaded = _Loaded(path, shown)
     _CACHE[key] = loaded
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
