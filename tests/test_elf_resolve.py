@@ -401,9 +401,22 @@ def test_error_pid_not_found() -> None:
 def test_error_directory(tmp_path: pathlib.Path) -> None:
     with pytest.raises(BinaryNotFoundError) as e:
         resolve_binary(str(tmp_path))
-    assert str(e.value) == (f"binary '{tmp_path}' not found in {tmp_path.parent}\n"
-                            f"{tmp_path} is a directory; give the path of an executable or "
-                            "library inside it")
+    # said once: not "not found" and then "is a directory"
+    assert str(e.value) == (f"binary '{tmp_path}' is a directory, not an executable or "
+                            f"library; give the path of a file inside it, such as "
+                            f"{tmp_path}/NAME")
+    assert isinstance(e.value, LookupError)
+
+
+def test_error_directory_through_a_symlink(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(BinaryNotFoundError) as e:
+        resolve_binary(str(tmp_path / "link"))
+    assert str(e.value) == (f"binary '{tmp_path}/link' ({tmp_path}/real) is a directory, not "
+                            "an executable or library; give the path of a file inside it, "
+                            f"such as {tmp_path}/real/NAME")
+    assert str(e.value).count(" is a directory") == 1 and "not found" not in str(e.value)
 
 
 def test_error_missing_file(tmp_path: pathlib.Path) -> None:

@@ -108,9 +108,7 @@ def _check_file(path: str, target: str) -> pathlib.Path:
     real = pathlib.Path(os.path.realpath(path))
     shown = target if str(real) == target else f"{target!r} ({real})"
     if real.is_dir():
-        raise BinaryNotFoundError(
-            target, where=str(real.parent),
-            hint=f"{real} is a directory; give the path of an executable or library inside it")
+        raise _directory_error(target, real)
     try:
         real.stat()
     except FileNotFoundError:
@@ -123,6 +121,16 @@ def _check_file(path: str, target: str) -> pathlib.Path:
                  "$PATH and /etc/ld.so.cache)") from None
     _load(real, shown)
     return real
+
+
+def _directory_error(target: str, real: pathlib.Path) -> BinaryNotFoundError:
+    """One message for a directory given as the binary (not "not found" and then why)."""
+    shown = repr(target) if str(real) == target else f"{target!r} ({real})"
+    err = BinaryNotFoundError(target, where=str(real.parent))
+    err.hint = "give the path of an executable or library inside it"
+    err.args = (f"binary {shown} is a directory, not an executable or library; give the "
+                f"path of a file inside it, such as {real}/NAME",)
+    return err
 
 
 def _other_root(pid: int) -> bool:
@@ -434,8 +442,7 @@ def _load(path: pathlib.Path, shown: str | None = None) -> _Loaded:
         _CACHE.move_to_end(key)
         return hit
     if path.is_dir():
-        raise BinaryNotFoundError(str(path), where=str(path.parent),
-                                  hint=f"{path} is a directory; give an executable or library")
+        raise _directory_error(str(path), path)
     loaded = _Loaded(path, shown)
     _CACHE[key] = loaded
     while len(_CACHE) > _CACHE_SIZE:
