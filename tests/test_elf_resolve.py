@@ -252,6 +252,26 @@ def test_error_symbol_not_found_close_matches(targets: dict[str, pathlib.Path]) 
 
 
 @needs_tools
+def test_error_symbol_not_found_close_names_unique(targets: dict[str, pathlib.Path]) -> None:
+    lib = targets["libvlib.so"]  # vfoo is defined twice (VLIB_1, VLIB_2): one name
+    with pytest.raises(SymbolNotFoundError) as e:
+        resolve_symbol(lib, "vfooo")
+    assert e.value.candidates.count("vfoo") == 1
+    assert len(set(e.value.candidates)) == len(e.value.candidates)
+
+
+@pytest.mark.skipif(not pathlib.Path("/lib/x86_64-linux-gnu/libc.so.6").exists(),
+                    reason="no x86-64 libc")
+def test_error_libc_close_names_unique() -> None:
+    libc = resolve_binary("c")
+    for name in ("mallocx", "vallocc", "mallok"):
+        with pytest.raises(SymbolNotFoundError) as e:
+            resolve_symbol(libc, name)
+        assert len(set(e.value.candidates)) == len(e.value.candidates), str(e.value)
+        assert e.value.candidates
+
+
+@needs_tools
 def test_resolve_address_and_file_offset(targets: dict[str, pathlib.Path]) -> None:
     path = targets["prog_nopie"]
     sym = resolve_symbol(path, "target_func")

@@ -301,7 +301,7 @@ def _resolve_binary(target: str, pid: int | None) -> pathlib.Path:
         for n in names:
             if library_name_matches(n, target) and os.path.isfile(os.path.join(d, n)):
                 return _check_file(os.path.join(d, n), target)
-    pool = [e.name for e in read_ld_so_cache()]
+    pool = list(dict.fromkeys(e.name for e in read_ld_so_cache()))
     where = ("/proc/PID/maps, " if pid is not None else "") + "$PATH and /etc/ld.so.cache"
     if _looks_like_library(target) or pid is not None:
         raise LibraryNotFoundError(
@@ -314,7 +314,8 @@ def _resolve_binary(target: str, pid: int | None) -> pathlib.Path:
         except OSError:
             continue
     raise BinaryNotFoundError(
-        target, where=where, candidates=close_matches(target, sorted(set(path_names)) + pool),
+        target, where=where,
+        candidates=close_matches(target, dict.fromkeys(sorted(set(path_names)) + pool)),
         hint="give the full path of the executable or library")
 
 
@@ -631,7 +632,7 @@ def _not_found(loaded: _Loaded, path: pathlib.Path, name: str, base: str,
         raise ImportedSymbolError(
             f"{name!r} is only imported by {path} (undefined there, value 0): {src}; "
             f"probe it in the library instead, e.g. uprobe:{first}:{base}")
-    pool = [s.name for s in loaded.functions(root)]
+    pool = dict.fromkeys(s.name for s in loaded.functions(root))  # one entry per name
     stripped = loaded.index.symtab is None and loaded.debug(root) is None
     hint = ("the file is stripped (no .symtab) and no debug file was found under "
             f"{root}: install its debug symbols" if stripped else None)
