@@ -411,6 +411,53 @@ def test_resolve_binary_with_pid_uses_maps() -> None:
     assert resolve_binary(exe.name, pid=os.getpid()) == exe
 
 
+def _unmapped_library() -> tuple[str, str]:
+    """A library in ld.so.cache that this process has not mapped: (soname, path)."""
+    from ebpfhooks.elf.ldcache import read_ld_so_cache
+
+    with open(f"/proc/{os.getpid()}/maps") as f:
+        maps = f.read()
+    mapped = {line.split()[-1].rsplit("/", 1)[-1] for line in maps.splitlines()
+              if line.split()[-1].startswith("/")}
+    for e in read_ld_so_cache():
+        if e.arch == "x86-64" and e.name not in mapped and os.path.exists(e.path) \
+                and os.path.realpath(e.path) not in maps:
+            return e.name, e.path
+    pytest.skip("every library in ld.so.cache is mapped here")
+
+
+def test_error_pid_library_not_mapped() -> None:
+    # the library exists (ld.so.cache has it) but this process does not map it: with a
+    # pid it must not be taken from the cache, or the probe would never fire for the pid
+    name, _path = _unmapped_library()
+    pid = os.getpid()
+    with pytest.raises(LibraryNotFoundError) as e:
+        resolve_binary(name, pid=pid)
+    msg = str(e.value)
+    assert msg.startswith(f"library {name!r} not found in /proc/{pid}/maps (the files "
+                          f"process {pid} has mapped)")
+    assert f"process {pid} does not map {name!r}" in msg
+
+
+def test_error_pid_library_close_names_are_mapped_ones() -> None:
+    pid = os.getpid()
+    with pytest.raises(LibraryNotFoundError) as e:
+        resolve_binary("libc.so.7", pid=pid)
+    assert "libc.so.6" in e.value.candidates
+    with open(f"/proc/{pid}/maps") as f:
+        maps = f.read()
+    assert all(c in maps for c in e.value.candidates)
+    assert len(set(e.value.candidates)) == len(e.value.candidates)
+
+
+def test_resolve_binary_with_pid_accepts_other_name_of_mapped_file(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exe = pathlib.Path(os.path.realpath(sys.executable))
+    (tmp_path / "ourpython").symlink_to(exe)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert resolve_binary("ourpython", pid=os.getpid()) == exe
+
+
 def test_error_pid_not_found() -> None:
     with pytest.raises(ProcessNotFoundError) as e:
         resolve_binary("c", pid=2**22 + 12345)

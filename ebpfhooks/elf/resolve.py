@@ -192,11 +192,14 @@ def resolve_binary(target: str, pid: int | None = None) -> pathlib.Path:
 
     Order: a target containing ``/`` is a path (relative to the current
     directory; with a pid whose root differs, absolute paths are taken inside
-    ``/proc/PID/root``). A bare name is looked for, in order, among the files
-    the process ``pid`` has mapped (``/proc/PID/maps``), on ``$PATH``, in
-    ``/etc/ld.so.cache`` (``c``, ``libc`` and ``libc.so.6`` all name libc; this
-    machine's architecture first) and in the standard library directories
-    (for systems without a cache, such as musl). Symlinks are resolved.
+    ``/proc/PID/root``). With a pid, a bare name is looked for only among the files
+    that process has mapped (``/proc/PID/maps``; a name found on ``$PATH`` or in
+    ld.so.cache counts when it is one of those files): a probe on a file the process
+    does not map would never fire for it. Without a pid, a bare name is looked for,
+    in order, on ``$PATH``, in ``/etc/ld.so.cache`` (``c``, ``libc`` and
+    ``libc.so.6`` all name libc; this machine's architecture first) and in the
+    standard library directories (for systems without a cache, such as musl).
+    Symlinks are resolved.
 
     >>> resolve_binary("c")  # doctest: +SKIP
     PosixPath('/usr/lib/x86_64-linux-gnu/libc.so.6')
@@ -206,7 +209,9 @@ def resolve_binary(target: str, pid: int | None = None) -> pathlib.Path:
     Raises :class:`~ebpfhooks.errors.ProcessNotFoundError` (no such pid),
     :class:`~ebpfhooks.errors.BinaryNotFoundError` (no such file, a directory,
     a name found nowhere), :class:`~ebpfhooks.errors.LibraryNotFoundError` (a
-    library name nothing provides), :class:`~ebpfhooks.errors.NotAnElfError`,
+    library name nothing provides, or with a pid, a name the process does not map:
+    the message names the pid and the closest names it maps),
+    :class:`~ebpfhooks.errors.NotAnElfError`,
     :class:`~ebpfhooks.errors.WrongArchitectureError`;
     :class:`~ebpfhooks.errors.HookPermissionError` (a ``PermissionError``) naming
     the capability when the file or ``/proc/PID/maps`` cannot be read.
@@ -279,6 +284,7 @@ def _resolve_binary(target: str, pid: int | None) -> pathlib.Path:
             if base == target or library_name_matches(base, target):
                 full = _resolve_in_root(root, path) if str(root) != "/" else path
                 return _check_file(full, target)
+        return _mapped_by_other_name(target, pid, files, root)
     on_path = _which_all(target)
     if on_path:
         try:
@@ -302,8 +308,8 @@ def _resolve_binary(target: str, pid: int | None) -> pathlib.Path:
             if library_name_matches(n, target) and os.path.isfile(os.path.join(d, n)):
                 return _check_file(os.path.join(d, n), target)
     pool = list(dict.fromkeys(e.name for e in read_ld_so_cache()))
-    where = ("/proc/PID/maps, " if pid is not None else "") + "$PATH and /etc/ld.so.cache"
-    if _looks_like_library(target) or pid is not None:
+    where = "$PATH and /etc/ld.so.cache"
+    if _looks_like_library(target):
         raise LibraryNotFoundError(
             target, where=where, candidates=close_matches(target, pool),
             hint="give the library's full path, or install the package that provides it")
@@ -317,6 +323,32 @@ def _resolve_binary(target: str, pid: int | None) -> pathlib.Path:
         target, where=where,
         candidates=close_matches(target, dict.fromkeys(sorted(set(path_names)) + pool)),
         hint="give the full path of the executable or library")
+
+
+def _mapped_by_other_name(target: str, pid: int, files: list[str],
+                          root: pathlib.Path) -> pathlib.Path:
+    """With ``[pid=N]``, a bare name must name a file process N maps, or nothing.
+
+    A name that no mapped file is called may still be a file the process maps under
+    another name (``python3`` -> ``/usr/bin/python3.11``): $PATH and ld.so.cache are
+    asked, and their answer counts only when it is one of the mapped files. Anything
+    else would probe a file the process never runs, silently.
+    """
+    if str(root) == "/":
+        mapped = {os.path.realpath(p) for p in files}
+        cache = read_ld_so_cache_bytes()
+        others = _which_all(target) + [e.path for e in (
+            find_in_ld_so_cache(cache, target) if cache else [])]
+        for cand in others:
+            if os.path.realpath(cand) in mapped:
+                return _check_file(cand, target)
+    names = list(dict.fromkeys(p.rsplit("/", 1)[-1] for p in files))
+    raise LibraryNotFoundError(
+        target, where=f"/proc/{pid}/maps (the files process {pid} has mapped)",
+        candidates=close_matches(target, names),
+        hint=f"process {pid} does not map {target!r}, so a probe there would never fire "
+             f"for it; name a file it maps, or leave out [pid={pid}] to probe "
+             f"{target!r} in every process")
 
 
 # ----------------------------------------------------------------------------- ELF cache
