@@ -40,3 +40,25 @@ def test_opening_an_elf_file_uses_pyelftools() -> None:
             "resolve_symbol(pathlib.Path(sys.executable).resolve(), 'Py_BytesMain'); "
             "assert 'elftools.elf.elffile' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_error_pyelftools_missing_says_how_to_install() -> None:
+    code = '''
+import sys, pathlib
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "elftools" or name.startswith("elftools."):
+            raise ImportError("No module named 'elftools'")
+sys.meta_path.insert(0, Block())
+from ebpfhooks.elf import resolve_symbol
+from ebpfhooks.errors import NotSupportedError
+try:
+    resolve_symbol(pathlib.Path(sys.executable).resolve(), "Py_BytesMain")
+except NotSupportedError as err:
+    print(err)
+'''
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, timeout=120).stdout
+    assert out.startswith("ebpfhooks reads uprobe targets with pyelftools, which cannot be "
+                          "imported (No module named 'elftools'); install it: pip install "
+                          "'pyelftools>=0.32'"), out

@@ -27,7 +27,7 @@ import pathlib
 from collections.abc import Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
-from ebpfhooks.errors import EbpfHooksError, NotAnElfError
+from ebpfhooks.errors import EbpfHooksError, NotAnElfError, NotSupportedError
 
 if TYPE_CHECKING:
     from elftools.elf.elffile import ELFFile
@@ -279,6 +279,19 @@ class _Incremental(Mapping[int, _V]):
         return len(self._got)
 
 
+def _pyelftools() -> tuple[type[ELFFile], Mapping[str, int]]:
+    """pyelftools' ``ELFFile`` and its ``e_machine`` names, imported on first use."""
+    try:
+        from elftools.elf.elffile import ELFFile
+        from elftools.elf.enums import ENUM_E_MACHINE
+    except ImportError as err:
+        raise NotSupportedError(
+            f"ebpfhooks reads uprobe targets with pyelftools, which cannot be imported "
+            f"({err}); install it: pip install 'pyelftools>=0.32'",
+            missing="pyelftools") from err
+    return ELFFile, ENUM_E_MACHINE
+
+
 def _check_magic(head: bytes, name: str) -> None:
     if len(head) < 4 or head[:4] != b"\x7fELF":
         hint = " (it is a script)" if head[:2] == b"#!" else ""
@@ -305,14 +318,11 @@ class ElfFile:
         self.file_size = file_size
         stream.seek(0)
         _check_magic(stream.read(16), name)
+        elf_file, machines = _pyelftools()
         with _parsing(name, "ELF header"):
-            from elftools.elf.elffile import ELFFile
-            from elftools.elf.enums import ENUM_E_MACHINE
-
-            self._elf: ELFFile = ELFFile(cast("IO[bytes]", stream))
+            self._elf: ELFFile = elf_file(cast("IO[bytes]", stream))
             machine = self._elf["e_machine"]
-            self.machine: int = (machine if isinstance(machine, int)
-                                 else ENUM_E_MACHINE.get(machine, 0))
+            self.machine: int = machine if isinstance(machine, int) else machines.get(machine, 0)
             self.type: str | int = self._elf["e_type"]
         self.elfclass: int = self._elf.elfclass
         self.little_endian: bool = self._elf.little_endian
