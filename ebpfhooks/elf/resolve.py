@@ -380,7 +380,7 @@ class _Loaded:
     def candidates(self, base: str, root: pathlib.Path) -> tuple[list[ElfSymbol], str | None]:
         """The defined, non-zero definitions of ``base``, and the debug file they came from.
 
-        The first lookups in a file go through its hash table and sorted tables; from
+        The first lookups in a file search the tables' string sections by name; from
         the 17th on (a wildcard resolving hundreds of functions of one file), or at once
         when every symbol was decoded already (the file was listed, as ``expand`` does),
         a name index built once answers: the same symbols in the same order.
