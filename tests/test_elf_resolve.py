@@ -252,6 +252,26 @@ def test_error_symbol_not_found_close_matches(targets: dict[str, pathlib.Path]) 
 
 
 @needs_tools
+def test_error_symbol_not_found_close_names_unique(targets: dict[str, pathlib.Path]) -> None:
+    lib = targets["libvlib.so"]  # vfoo is defined twice (VLIB_1, VLIB_2): one name
+    with pytest.raises(SymbolNotFoundError) as e:
+        resolve_symbol(lib, "vfooo")
+    assert e.value.candidates.count("vfoo") == 1
+    assert len(set(e.value.candidates)) == len(e.value.candidates)
+
+
+@pytest.mark.skipif(not pathlib.Path("/lib/x86_64-linux-gnu/libc.so.6").exists(),
+                    reason="no x86-64 libc")
+def test_error_libc_close_names_unique() -> None:
+    libc = resolve_binary("c")
+    for name in ("mallocx", "vallocc", "mallok"):
+        with pytest.raises(SymbolNotFoundError) as e:
+            resolve_symbol(libc, name)
+        assert len(set(e.value.candidates)) == len(e.value.candidates), str(e.value)
+        assert e.value.candidates
+
+
+@needs_tools
 def test_resolve_address_and_file_offset(targets: dict[str, pathlib.Path]) -> None:
     path = targets["prog_nopie"]
     sym = resolve_symbol(path, "target_func")
@@ -391,6 +411,53 @@ def test_resolve_binary_with_pid_uses_maps() -> None:
     assert resolve_binary(exe.name, pid=os.getpid()) == exe
 
 
+def _unmapped_library() -> tuple[str, str]:
+    """A library in ld.so.cache that this process has not mapped: (soname, path)."""
+    from ebpfhooks.elf.ldcache import read_ld_so_cache
+
+    with open(f"/proc/{os.getpid()}/maps") as f:
+        maps = f.read()
+    mapped = {line.split()[-1].rsplit("/", 1)[-1] for line in maps.splitlines()
+              if line.split()[-1].startswith("/")}
+    for e in read_ld_so_cache():
+        if e.arch == "x86-64" and e.name not in mapped and os.path.exists(e.path) \
+                and os.path.realpath(e.path) not in maps:
+            return e.name, e.path
+    pytest.skip("every library in ld.so.cache is mapped here")
+
+
+def test_error_pid_library_not_mapped() -> None:
+    # the library exists (ld.so.cache has it) but this process does not map it: with a
+    # pid it must not be taken from the cache, or the probe would never fire for the pid
+    name, _path = _unmapped_library()
+    pid = os.getpid()
+    with pytest.raises(LibraryNotFoundError) as e:
+        resolve_binary(name, pid=pid)
+    msg = str(e.value)
+    assert msg.startswith(f"library {name!r} not found in /proc/{pid}/maps (the files "
+                          f"process {pid} has mapped)")
+    assert f"process {pid} does not map {name!r}" in msg
+
+
+def test_error_pid_library_close_names_are_mapped_ones() -> None:
+    pid = os.getpid()
+    with pytest.raises(LibraryNotFoundError) as e:
+        resolve_binary("libc.so.7", pid=pid)
+    assert "libc.so.6" in e.value.candidates
+    with open(f"/proc/{pid}/maps") as f:
+        maps = f.read()
+    assert all(c in maps for c in e.value.candidates)
+    assert len(set(e.value.candidates)) == len(e.value.candidates)
+
+
+def test_resolve_binary_with_pid_accepts_other_name_of_mapped_file(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exe = pathlib.Path(os.path.realpath(sys.executable))
+    (tmp_path / "ourpython").symlink_to(exe)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert resolve_binary("ourpython", pid=os.getpid()) == exe
+
+
 def test_error_pid_not_found() -> None:
     with pytest.raises(ProcessNotFoundError) as e:
         resolve_binary("c", pid=2**22 + 12345)
@@ -401,9 +468,22 @@ def test_error_pid_not_found() -> None:
 def test_error_directory(tmp_path: pathlib.Path) -> None:
     with pytest.raises(BinaryNotFoundError) as e:
         resolve_binary(str(tmp_path))
-    assert str(e.value) == (f"binary '{tmp_path}' not found in {tmp_path.parent}\n"
-                            f"{tmp_path} is a directory; give the path of an executable or "
-                            "library inside it")
+    # said once: not "not found" and then "is a directory"
+    assert str(e.value) == (f"binary '{tmp_path}' is a directory, not an executable or "
+                            f"library; give the path of a file inside it, such as "
+                            f"{tmp_path}/NAME")
+    assert isinstance(e.value, LookupError)
+
+
+def test_error_directory_through_a_symlink(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(BinaryNotFoundError) as e:
+        resolve_binary(str(tmp_path / "link"))
+    assert str(e.value) == (f"binary '{tmp_path}/link' ({tmp_path}/real) is a directory, not "
+                            "an executable or library; give the path of a file inside it, "
+                            f"such as {tmp_path}/real/NAME")
+    assert str(e.value).count(" is a directory") == 1 and "not found" not in str(e.value)
 
 
 def test_error_missing_file(tmp_path: pathlib.Path) -> None:

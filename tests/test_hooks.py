@@ -183,7 +183,8 @@ def test_dispatch_kprobe_and_kretprobe(fake_bcc: list[Any], with_kprobes: None) 
 def test_dispatch_uprobe_passes_the_resolved_file_offset(fake_bcc: list[Any]) -> None:
     bpf = FakeBPFClass()
     pid = os.getpid()
-    hook = Hook.from_spec(f"uretprobe:bash:readline[pid={pid}]")
+    # a path: with [pid=N] a bare name must be a file process N maps (pytest maps no bash)
+    hook = Hook.from_spec(f"uretprobe:/bin/bash:readline[pid={pid}]")
     res = hook.resolve()
     with hook.attach(bpf, fn_name="on_rl") as link:
         assert link.resolution == res

@@ -4,7 +4,9 @@
 >>> print(resolve_symbol(resolve_binary("c"), "malloc"))  # doctest: +SKIP
 /usr/lib/x86_64-linux-gnu/libc.so.6:malloc (vaddr 0x9a0f0, file offset 0x9a0f0)
 
-Nothing here imports bcc or reads a file at import time.
+Files are read through pyelftools (:mod:`ebpfhooks.elf.elffile`), imported when the
+first file is opened. Nothing here imports bcc or pyelftools, or reads a file, at import
+time.
 """
 
 from ebpfhooks.elf.errors import AddressNotExecutableError, OffsetOutOfRangeError

@@ -4,8 +4,9 @@
 >>> str(t)  # doctest: +SKIP
 '/usr/lib/x86_64-linux-gnu/libc.so.6:malloc (vaddr 0x9a0f0, file offset 0x9a0f0)'
 
-Files are opened lazily and cached by (device, inode, mtime): a second
-resolution in the same file reads nothing again.
+Files are opened with pyelftools (:class:`~ebpfhooks.elf.elffile.ElfFile`), read
+lazily and cached by (device, inode, mtime, size): a second resolution in the same
+file reads nothing again.
 
 IFUNC symbols (``strlen``, ``memcpy`` in glibc) resolve to the *resolver*
 function, as bcc does: the resolver runs when the dynamic linker binds the
@@ -26,7 +27,7 @@ import attrs
 
 from ebpfhooks._util import close_matches
 from ebpfhooks.elf.debuginfo import DEFAULT_DEBUG_ROOT, find_debug_file, minidebuginfo
-from ebpfhooks.elf.elffile import EM_NAMES, ElfFile, host_machine, parse_elf_header
+from ebpfhooks.elf.elffile import EM_NAMES, ElfFile, host_machine
 from ebpfhooks.elf.errors import AddressNotExecutableError, OffsetOutOfRangeError
 from ebpfhooks.elf.ldcache import (
     find_in_ld_so_cache,
@@ -99,16 +100,17 @@ class UserTarget:
 
 
 def _check_file(path: str, target: str) -> pathlib.Path:
-    """Return the real path of an existing ELF file of this machine, or raise."""
+    """Return the real path of an existing ELF file of this machine, or raise.
+
+    The file is opened (and cached) with pyelftools here, so the symbol lookups that
+    follow read nothing again.
+    """
     real = pathlib.Path(os.path.realpath(path))
     shown = target if str(real) == target else f"{target!r} ({real})"
     if real.is_dir():
-        raise BinaryNotFoundError(
-            target, where=str(real.parent),
-            hint=f"{real} is a directory; give the path of an executable or library inside it")
+        raise _directory_error(target, real)
     try:
-        with open(real, "rb") as f:
-            head = f.read(64)
+        real.stat()
     except FileNotFoundError:
         parent = real.parent
         names = os.listdir(parent) if parent.is_dir() else []
@@ -117,15 +119,18 @@ def _check_file(path: str, target: str) -> pathlib.Path:
             candidates=[str(parent / n) for n in close_matches(real.name, names)],
             hint=f"no such file: {real}; check the path (or give a bare name to search "
                  "$PATH and /etc/ld.so.cache)") from None
-    hdr = parse_elf_header(head, shown)
-    host = host_machine()
-    if host and hdr.machine != host:
-        theirs = EM_NAMES.get(hdr.machine, f"machine {hdr.machine}")
-        raise WrongArchitectureError(
-            f"{shown} is an ELF file for {theirs}, but this machine is "
-            f"{EM_NAMES.get(host, host)}; uprobes need the {EM_NAMES.get(host, host)} build "
-            "of the file")
+    _load(real, shown)
     return real
+
+
+def _directory_error(target: str, real: pathlib.Path) -> BinaryNotFoundError:
+    """One message for a directory given as the binary (not "not found" and then why)."""
+    shown = repr(target) if str(real) == target else f"{target!r} ({real})"
+    err = BinaryNotFoundError(target, where=str(real.parent))
+    err.hint = "give the path of an executable or library inside it"
+    err.args = (f"binary {shown} is a directory, not an executable or library; give the "
+                f"path of a file inside it, such as {real}/NAME",)
+    return err
 
 
 def _other_root(pid: int) -> bool:
@@ -187,11 +192,14 @@ def resolve_binary(target: str, pid: int | None = None) -> pathlib.Path:
 
     Order: a target containing ``/`` is a path (relative to the current
     directory; with a pid whose root differs, absolute paths are taken inside
-    ``/proc/PID/root``). A bare name is looked for, in order, among the files
-    the process ``pid`` has mapped (``/proc/PID/maps``), on ``$PATH``, in
-    ``/etc/ld.so.cache`` (``c``, ``libc`` and ``libc.so.6`` all name libc; this
-    machine's architecture first) and in the standard library directories
-    (for systems without a cache, such as musl). Symlinks are resolved.
+    ``/proc/PID/root``). With a pid, a bare name is looked for only among the files
+    that process has mapped (``/proc/PID/maps``; a name found on ``$PATH`` or in
+    ld.so.cache counts when it is one of those files): a probe on a file the process
+    does not map would never fire for it. Without a pid, a bare name is looked for,
+    in order, on ``$PATH``, in ``/etc/ld.so.cache`` (``c``, ``libc`` and
+    ``libc.so.6`` all name libc; this machine's architecture first) and in the
+    standard library directories (for systems without a cache, such as musl).
+    Symlinks are resolved.
 
     >>> resolve_binary("c")  # doctest: +SKIP
     PosixPath('/usr/lib/x86_64-linux-gnu/libc.so.6')
@@ -201,7 +209,9 @@ def resolve_binary(target: str, pid: int | None = None) -> pathlib.Path:
     Raises :class:`~ebpfhooks.errors.ProcessNotFoundError` (no such pid),
     :class:`~ebpfhooks.errors.BinaryNotFoundError` (no such file, a directory,
     a name found nowhere), :class:`~ebpfhooks.errors.LibraryNotFoundError` (a
-    library name nothing provides), :class:`~ebpfhooks.errors.NotAnElfError`,
+    library name nothing provides, or with a pid, a name the process does not map:
+    the message names the pid and the closest names it maps),
+    :class:`~ebpfhooks.errors.NotAnElfError`,
     :class:`~ebpfhooks.errors.WrongArchitectureError`;
     :class:`~ebpfhooks.errors.HookPermissionError` (a ``PermissionError``) naming
     the capability when the file or ``/proc/PID/maps`` cannot be read.
@@ -274,6 +284,7 @@ def _resolve_binary(target: str, pid: int | None) -> pathlib.Path:
             if base == target or library_name_matches(base, target):
                 full = _resolve_in_root(root, path) if str(root) != "/" else path
                 return _check_file(full, target)
+        return _mapped_by_other_name(target, pid, files, root)
     on_path = _which_all(target)
     if on_path:
         try:
@@ -296,9 +307,9 @@ def _resolve_binary(target: str, pid: int | None) -> pathlib.Path:
         for n in names:
             if library_name_matches(n, target) and os.path.isfile(os.path.join(d, n)):
                 return _check_file(os.path.join(d, n), target)
-    pool = [e.name for e in read_ld_so_cache()]
-    where = ("/proc/PID/maps, " if pid is not None else "") + "$PATH and /etc/ld.so.cache"
-    if _looks_like_library(target) or pid is not None:
+    pool = list(dict.fromkeys(e.name for e in read_ld_so_cache()))
+    where = "$PATH and /etc/ld.so.cache"
+    if _looks_like_library(target):
         raise LibraryNotFoundError(
             target, where=where, candidates=close_matches(target, pool),
             hint="give the library's full path, or install the package that provides it")
@@ -309,23 +320,56 @@ def _resolve_binary(target: str, pid: int | None) -> pathlib.Path:
         except OSError:
             continue
     raise BinaryNotFoundError(
-        target, where=where, candidates=close_matches(target, sorted(set(path_names)) + pool),
+        target, where=where,
+        candidates=close_matches(target, dict.fromkeys(sorted(set(path_names)) + pool)),
         hint="give the full path of the executable or library")
+
+
+def _mapped_by_other_name(target: str, pid: int, files: list[str],
+                          root: pathlib.Path) -> pathlib.Path:
+    """With ``[pid=N]``, a bare name must name a file process N maps, or nothing.
+
+    A name that no mapped file is called may still be a file the process maps under
+    another name (``python3`` -> ``/usr/bin/python3.11``): $PATH and ld.so.cache are
+    asked, and their answer counts only when it is one of the mapped files. Anything
+    else would probe a file the process never runs, silently.
+    """
+    if str(root) == "/":
+        mapped = {os.path.realpath(p) for p in files}
+        cache = read_ld_so_cache_bytes()
+        others = _which_all(target) + [e.path for e in (
+            find_in_ld_so_cache(cache, target) if cache else [])]
+        for cand in others:
+            if os.path.realpath(cand) in mapped:
+                return _check_file(cand, target)
+    names = list(dict.fromkeys(p.rsplit("/", 1)[-1] for p in files))
+    raise LibraryNotFoundError(
+        target, where=f"/proc/{pid}/maps (the files process {pid} has mapped)",
+        candidates=close_matches(target, names),
+        hint=f"process {pid} does not map {target!r}, so a probe there would never fire "
+             f"for it; name a file it maps, or leave out [pid={pid}] to probe "
+             f"{target!r} in every process")
 
 
 # ----------------------------------------------------------------------------- ELF cache
 
 
 class _Loaded:
-    def __init__(self, path: pathlib.Path) -> None:
+    def __init__(self, path: pathlib.Path, shown: str | None = None) -> None:
         self.path = path
-        self.elf = ElfFile.open(path)
+        try:
+            self.elf = ElfFile.open(path)
+        except NotAnElfError as err:
+            if shown is None or shown == str(path):
+                raise
+            raise NotAnElfError(str(err).replace(str(path), shown, 1)) from err.__cause__
         host = host_machine()
-        if host and self.elf.header.machine != host:
-            theirs = EM_NAMES.get(self.elf.header.machine, f"machine {self.elf.header.machine}")
+        if host and self.elf.machine != host:
+            theirs = EM_NAMES.get(self.elf.machine, f"machine {self.elf.machine}")
+            mine = EM_NAMES.get(host, str(host))
             raise WrongArchitectureError(
-                f"{path} is an ELF file for {theirs}, but this machine is "
-                f"{EM_NAMES.get(host, host)}; uprobes need the {EM_NAMES.get(host, host)} build")
+                f"{shown or path} is an ELF file for {theirs}, but this machine is {mine}; "
+                f"uprobes need the {mine} build of the file")
         self.index = SymbolIndex(self.elf)
         self._debug: dict[pathlib.Path, tuple[SymbolIndex, str] | None] = {}
         self._functions: dict[pathlib.Path, list[ElfSymbol]] = {}
@@ -336,7 +380,7 @@ class _Loaded:
     def candidates(self, base: str, root: pathlib.Path) -> tuple[list[ElfSymbol], str | None]:
         """The defined, non-zero definitions of ``base``, and the debug file they came from.
 
-        The first lookups in a file go through its hash table and sorted tables; from
+        The first lookups in a file search the tables' string sections by name; from
         the 17th on (a wildcard resolving hundreds of functions of one file), or at once
         when every symbol was decoded already (the file was listed, as ``expand`` does),
         a name index built once answers: the same symbols in the same order.
@@ -419,7 +463,7 @@ _CACHE: OrderedDict[tuple[int, int, int, int], _Loaded] = OrderedDict()
 _CACHE_SIZE = 32
 
 
-def _load(path: pathlib.Path) -> _Loaded:
+def _load(path: pathlib.Path, shown: str | None = None) -> _Loaded:
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -431,9 +475,8 @@ def _load(path: pathlib.Path) -> _Loaded:
         _CACHE.move_to_end(key)
         return hit
     if path.is_dir():
-        raise BinaryNotFoundError(str(path), where=str(path.parent),
-                                  hint=f"{path} is a directory; give an executable or library")
-    loaded = _Loaded(path)
+        raise _directory_error(str(path), path)
+    loaded = _Loaded(path, shown)
     _CACHE[key] = loaded
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -621,7 +664,7 @@ def _not_found(loaded: _Loaded, path: pathlib.Path, name: str, base: str,
         raise ImportedSymbolError(
             f"{name!r} is only imported by {path} (undefined there, value 0): {src}; "
             f"probe it in the library instead, e.g. uprobe:{first}:{base}")
-    pool = [s.name for s in loaded.functions(root)]
+    pool = dict.fromkeys(s.name for s in loaded.functions(root))  # one entry per name
     stripped = loaded.index.symtab is None and loaded.debug(root) is None
     hint = ("the file is stripped (no .symtab) and no debug file was found under "
             f"{root}: install its debug symbols" if stripped else None)

@@ -1,9 +1,11 @@
-"""ELF symbol tables read in bulk: ``.dynsym``, ``.symtab``, versions and hash lookups.
+"""ELF symbol tables read in bulk: ``.dynsym``, ``.symtab`` and their versions.
 
-Symbol tables are unpacked with :func:`struct.iter_unpack` over the whole
-section (tens of thousands of symbols in milliseconds); a lookup by name first
-finds the name's offsets in the string table, then scans only the ``st_name``
-column. Exported names are looked up through ``.gnu.hash`` (or ``.hash``).
+pyelftools (through :class:`~ebpfhooks.elf.elffile.ElfFile`) finds the tables, reads
+their bytes and parses the version definitions and needs; the entries themselves are
+unpacked here with :func:`struct.iter_unpack` over the section bytes it returns (tens of
+thousands of symbols in milliseconds, where one pyelftools ``Symbol`` per entry takes
+~1 s for libLLVM's 45k). A lookup by name first finds the name's offsets in the string
+table, then the entries pointing at them, without decoding the other names.
 
 >>> syms = SymbolIndex(ElfFile.open(pathlib.Path("/lib/x86_64-linux-gnu/libc.so.6")))
 >>> [s.versioned_name for s in syms.lookup("malloc")]  # doctest: +SKIP
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import pathlib  # noqa: F401  (used in docstring examples)
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 import attrs
@@ -28,29 +30,14 @@ __all__ = [
     "SymbolIndex",
     "SymbolTable",
     "VersionInfo",
-    "gnu_hash",
-    "parse_needed",
     "parse_symbols",
-    "parse_verdef",
-    "parse_verneed",
     "parse_versym",
     "split_version",
-    "sysv_hash",
+    "unique",
 ]
 
-SHT_SYMTAB = 2
-SHT_HASH = 5
-SHT_DYNAMIC = 6
-SHT_DYNSYM = 11
-SHT_GNU_HASH = 0x6FFFFFF6
-SHT_GNU_VERDEF = 0x6FFFFFFD
-SHT_GNU_VERNEED = 0x6FFFFFFE
-SHT_GNU_VERSYM = 0x6FFFFFFF
-STT_FUNC = 2
-STT_GNU_IFUNC = 10
 SHN_UNDEF = 0
 VERSYM_HIDDEN = 0x8000
-DT_NEEDED = 1
 
 #: st_info type numbers to the names readelf prints.
 TYPES: dict[int, str] = {0: "NOTYPE", 1: "OBJECT", 2: "FUNC", 3: "SECTION", 4: "FILE",
@@ -118,41 +105,6 @@ def split_version(name: str) -> tuple[str, str | None, bool | None]:
     return base, ver, False
 
 
-def gnu_hash(name: bytes) -> int:
-    """The DT_GNU_HASH hash of ``name`` (h = h * 33 + c, from 5381).
-
-    >>> hex(gnu_hash(b"printf"))
-    '0x156b2bb8'
-    """
-    h = 5381
-    for c in name:
-        h = (h * 33 + c) & 0xFFFFFFFF
-    return h
-
-
-def sysv_hash(name: bytes) -> int:
-    """The classic DT_HASH (SysV) hash of ``name``.
-
-    >>> hex(sysv_hash(b"printf"))
-    '0x77905a6'
-    """
-    h = 0
-    for c in name:
-        h = ((h << 4) + c) & 0xFFFFFFFF
-        g = h & 0xF0000000
-        if g:
-            h ^= g >> 24
-        h &= ~g & 0xFFFFFFFF
-    return h
-
-
-def _cstr(data: bytes, offset: int) -> str:
-    end = data.find(b"\0", offset)
-    if end < 0:
-        end = len(data)
-    return data[offset:end].decode("utf-8", "replace")
-
-
 def parse_symbols(entries: bytes, elfclass: int, endian: str = "<") -> list[tuple[int, ...]]:
     """Unpack a whole symbol table into ``(st_name, st_info, st_shndx, st_value, st_size)``.
 
@@ -173,7 +125,7 @@ def parse_symbols(entries: bytes, elfclass: int, endian: str = "<") -> list[tupl
 
 
 def parse_versym(data: bytes, endian: str = "<") -> list[int]:
-    """Unpack ``.gnu.version``: one 16-bit version index per dynamic symbol.
+    """Unpack ``.gnu.version`` (bytes pyelftools read): one 16-bit index per dynamic symbol.
 
     >>> parse_versym(b"\\x00\\x00\\x02\\x80")
     [0, 32770]
@@ -182,87 +134,13 @@ def parse_versym(data: bytes, endian: str = "<") -> list[int]:
     return [v for (v,) in struct.iter_unpack(endian + "H", data[:whole])]
 
 
-def parse_verdef(data: bytes, strtab: bytes, count: int, endian: str = "<") -> dict[int, str]:
-    """Parse ``.gnu.version_d`` into ``{version index: version name}``.
-
-    The base entry (the file's own name, ``VER_FLG_BASE``) is left out.
-
-    >>> parse_verdef(b"", b"", 0)
-    {}
-
-    Raises nothing: a damaged chain stops the walk.
-    """
-    out: dict[int, str] = {}
-    pos = 0
-    for _ in range(count):
-        if pos + 20 > len(data):
-            break
-        _ver, flags, ndx, cnt, _hash, aux, nxt = struct.unpack_from(endian + "HHHHIII", data, pos)
-        if cnt and pos + aux + 8 <= len(data) and not flags & 1:
-            (name_off, _anext) = struct.unpack_from(endian + "II", data, pos + aux)
-            out[ndx & 0x7FFF] = _cstr(strtab, name_off)
-        if not nxt:
-            break
-        pos += nxt
-    return out
-
-
-def parse_verneed(data: bytes, strtab: bytes, count: int,
-                  endian: str = "<") -> dict[int, tuple[str, str]]:
-    """Parse ``.gnu.version_r`` into ``{version index: (version name, library file)}``.
-
-    >>> parse_verneed(b"", b"", 0)
-    {}
-
-    Raises nothing: a damaged chain stops the walk.
-    """
-    out: dict[int, tuple[str, str]] = {}
-    pos = 0
-    for _ in range(count):
-        if pos + 16 > len(data):
-            break
-        _ver, cnt, file_off, aux, nxt = struct.unpack_from(endian + "HHIII", data, pos)
-        lib = _cstr(strtab, file_off)
-        apos = pos + aux
-        for _ in range(cnt):
-            if apos + 16 > len(data):
-                break
-            _h, _flags, other, name_off, anext = struct.unpack_from(endian + "IHHII", data, apos)
-            out[other & 0x7FFF] = (_cstr(strtab, name_off), lib)
-            if not anext:
-                break
-            apos += anext
-        if not nxt:
-            break
-        pos += nxt
-    return out
-
-
-def parse_needed(dynamic: bytes, strtab: bytes, elfclass: int, endian: str = "<") -> list[str]:
-    """The ``DT_NEEDED`` library names of a ``.dynamic`` section.
-
-    >>> parse_needed(b"", b"", 64)
-    []
-    """
-    fmt = endian + ("qQ" if elfclass == 64 else "iI")
-    size = struct.calcsize(fmt)
-    whole = len(dynamic) - len(dynamic) % size
-    out = []
-    for tag, val in struct.iter_unpack(fmt, dynamic[:whole]):
-        if tag == 0:
-            break
-        if tag == DT_NEEDED:
-            out.append(_cstr(strtab, val))
-    return out
-
-
 class VersionInfo(NamedTuple):
     """Symbol versioning of one file: per-symbol indexes and what they name."""
 
     versym: bytes  #: raw ``.gnu.version``: one 16-bit index per dynamic symbol
     endian: str
-    defined: dict[int, str]
-    needed: dict[int, tuple[str, str]]
+    defined: Mapping[int, str]  #: from pyelftools' GNUVerDefSection (read lazily)
+    needed: Mapping[int, tuple[str, str]]  #: from pyelftools' GNUVerNeedSection (lazily)
 
 
 class SymbolTable:
@@ -279,11 +157,11 @@ class SymbolTable:
         self.elf = elf
         self.section = sec
         self.label = label or sec.name
-        self.elfclass = elf.header.elfclass
-        self.endian = elf.header.endian
+        self.elfclass = elf.elfclass
+        self.endian = elf.endian
         self.entsize = 24 if self.elfclass == 64 else 16
         self.raw = elf.data(sec)
-        strsec = elf.sections[sec.link] if 0 < sec.link < len(elf.sections) else None
+        strsec = elf.linked(sec)
         self.strtab = elf.data(strsec) if strsec is not None else b""
         self.versions = versions
         self._names: list[int] | None = None
@@ -430,13 +308,14 @@ class SymbolTable:
 
 
 class SymbolIndex:
-    """Every symbol of one ELF file: ``.dynsym`` (through its hash table) and ``.symtab``.
+    """Every symbol of one ELF file: ``.dynsym`` and ``.symtab``.
 
     >>> idx = SymbolIndex(ElfFile.open(pathlib.Path("/bin/bash")))  # doctest: +SKIP
     >>> idx.lookup("readline")[0].type  # doctest: +SKIP
     'FUNC'
 
-    Raises ``OSError`` when the file cannot be read.
+    Raises ``OSError`` when the file cannot be read and
+    :class:`~ebpfhooks.errors.NotAnElfError` when a table it needs is damaged.
     """
 
     def __init__(self, elf: ElfFile, label_prefix: str = "") -> None:
@@ -456,28 +335,24 @@ class SymbolIndex:
 
     def _load_versions(self) -> VersionInfo | None:
         elf = self.elf
-        vs = elf.sections_of_type(SHT_GNU_VERSYM)
+        vs = elf.sections_of_type("SHT_GNU_versym")
         if not vs:
             return None
-        endian = elf.header.endian
-        versym = elf.data(vs[0])
-        defined: dict[int, str] = {}
-        needed: dict[int, tuple[str, str]] = {}
-        for sec in elf.sections_of_type(SHT_GNU_VERDEF):
-            strtab = elf.data(elf.sections[sec.link])
-            defined.update(parse_verdef(elf.data(sec), strtab, sec.info or 1 << 16, endian))
-        for sec in elf.sections_of_type(SHT_GNU_VERNEED):
-            strtab = elf.data(elf.sections[sec.link])
-            needed.update(parse_verneed(elf.data(sec), strtab, sec.info or 1 << 16, endian))
-        return VersionInfo(versym, endian, defined, needed)
+        return VersionInfo(elf.data(vs[0]), elf.endian, elf.version_definitions(),
+                           elf.version_needs())
+
+    def _table(self, sh_type: str, versions: bool) -> SymbolTable | None:
+        secs = self.elf.sections_of_type(sh_type)
+        if not secs:
+            return None
+        return SymbolTable(self.elf, secs[0], self.versions if versions else None,
+                           self.label_prefix + secs[0].name)
 
     @property
     def dynsym(self) -> SymbolTable | None:
         """The ``.dynsym`` table, or None."""
         if self._dynsym is False:
-            secs = self.elf.sections_of_type(SHT_DYNSYM)
-            self._dynsym = (SymbolTable(self.elf, secs[0], self.versions,
-                                        self.label_prefix + secs[0].name) if secs else None)
+            self._dynsym = self._table("SHT_DYNSYM", True)
         assert not isinstance(self._dynsym, bool)
         return self._dynsym
 
@@ -485,9 +360,7 @@ class SymbolIndex:
     def symtab(self) -> SymbolTable | None:
         """The ``.symtab`` table, or None (stripped file)."""
         if self._symtab is False:
-            secs = self.elf.sections_of_type(SHT_SYMTAB)
-            self._symtab = (SymbolTable(self.elf, secs[0], None, self.label_prefix + secs[0].name)
-                            if secs else None)
+            self._symtab = self._table("SHT_SYMTAB", False)
         assert not isinstance(self._symtab, bool)
         return self._symtab
 
@@ -495,89 +368,14 @@ class SymbolIndex:
         """The tables present, ``.dynsym`` first."""
         return [t for t in (self.dynsym, self.symtab) if t is not None]
 
-    def lookup_dynamic(self, name: str) -> list[ElfSymbol] | None:
-        """Look ``name`` up among exported symbols through ``.gnu.hash`` or ``.hash``.
-
-        Returns None when the file has no usable hash table (scan instead).
-        The hash tables list only defined symbols (``.gnu.hash``), so imported
-        symbols are not returned.
-        """
-        dyn = self.dynsym
-        if dyn is None:
-            return None
-        for sec in self.elf.sections_of_type(SHT_GNU_HASH):
-            if sec.link == dyn.section.number:
-                return self._gnu_lookup(dyn, self.elf.data(sec), name)
-        for sec in self.elf.sections_of_type(SHT_HASH):
-            if sec.link == dyn.section.number:
-                return self._sysv_lookup(dyn, self.elf.data(sec), name)
-        return None
-
-    def _gnu_lookup(self, dyn: SymbolTable, data: bytes, name: str) -> list[ElfSymbol] | None:
-        endian = self.elf.header.endian
-        if len(data) < 16:
-            return None
-        nbuckets, symoffset, bloom_size, _shift = struct.unpack_from(endian + "IIII", data, 0)
-        word = 8 if self.elf.header.elfclass == 64 else 4
-        buckets_at = 16 + bloom_size * word
-        chain_at = buckets_at + 4 * nbuckets
-        if not nbuckets or chain_at > len(data):
-            return None
-        key = name.encode()
-        h = gnu_hash(key)
-        (i,) = struct.unpack_from(endian + "I", data, buckets_at + 4 * (h % nbuckets))
-        out: list[ElfSymbol] = []
-        if i < symoffset:
-            return out
-        count = len(dyn)
-        while i < count:
-            pos = chain_at + 4 * (i - symoffset)
-            if pos + 4 > len(data):
-                break
-            (ch,) = struct.unpack_from(endian + "I", data, pos)
-            if (ch | 1) == (h | 1):
-                sym = dyn.symbol(i)
-                if sym.name == name:
-                    out.append(sym)
-            if ch & 1:
-                break
-            i += 1
-        return out
-
-    def _sysv_lookup(self, dyn: SymbolTable, data: bytes, name: str) -> list[ElfSymbol] | None:
-        endian = self.elf.header.endian
-        if len(data) < 8:
-            return None
-        nbucket, nchain = struct.unpack_from(endian + "II", data, 0)
-        if 8 + 4 * (nbucket + nchain) > len(data) or not nbucket:
-            return None
-        h = sysv_hash(name.encode())
-        (i,) = struct.unpack_from(endian + "I", data, 8 + 4 * (h % nbucket))
-        out: list[ElfSymbol] = []
-        seen = 0
-        while i and i < nchain and seen <= nchain:
-            sym = dyn.symbol(i)
-            if sym.name == name and sym.defined:
-                out.append(sym)
-            (i,) = struct.unpack_from(endian + "I", data, 8 + 4 * (nbucket + i))
-            seen += 1
-        return out
-
-    def lookup(self, name: str, use_hash: bool = True) -> list[ElfSymbol]:
+    def lookup(self, name: str) -> list[ElfSymbol]:
         """Every symbol called ``name`` (no version in ``name``) in ``.dynsym`` and ``.symtab``.
 
-        Dynamic symbols come from the hash table when there is one (defined
-        symbols only: use :meth:`imported` for the undefined ones).
+        ``.dynsym`` first, each table in table order; defined and imported entries.
         """
         out: list[ElfSymbol] = []
-        dyn = self.dynsym
-        if dyn is not None:
-            hashed = self.lookup_dynamic(name) if use_hash else None
-            if hashed is None:
-                hashed = dyn.find(name)
-            out.extend(hashed)
-        if self.symtab is not None:
-            out.extend(self.symtab.find(name))
+        for table in self.tables():
+            out.extend(table.find(name))
         return out
 
     def imported(self, name: str) -> list[ElfSymbol]:
@@ -593,17 +391,17 @@ class SymbolIndex:
         return out
 
     def needed(self) -> list[str]:
-        """The file's ``DT_NEEDED`` libraries."""
-        out: list[str] = []
-        for sec in self.elf.sections_of_type(SHT_DYNAMIC):
-            strtab = self.elf.data(self.elf.sections[sec.link])
-            out.extend(parse_needed(self.elf.data(sec), strtab, self.elf.header.elfclass,
-                                    self.elf.header.endian))
-        return out
+        """The file's ``DT_NEEDED`` libraries (pyelftools' dynamic section)."""
+        return self.elf.needed()
 
 
 def unique(symbols: Iterable[ElfSymbol]) -> list[ElfSymbol]:
-    """Drop exact duplicates (same name, version, value, type), keeping the first seen."""
+    """Drop exact duplicates (same name, version, value, type), keeping the first seen.
+
+    >>> s = ElfSymbol("f", None, False, 16, 1, "FUNC", "GLOBAL", 1, ".symtab")
+    >>> len(unique([s, s]))
+    1
+    """
     seen: set[tuple[str, str | None, int, str]] = set()
     out = []
     for s in symbols:
