@@ -86,9 +86,6 @@ if TYPE_CHECKING:
         Kprobe,
         KprobeResolution,
         Kretprobe,
-        Link,
-        LinkGroup,
-        Program,
         RawSocket,
         RawTracepoint,
         RawTracepointResolution,
@@ -102,9 +99,10 @@ if TYPE_CHECKING:
         Xdp,
         XdpMode,
     )
+    from ebpfhooks.hooks import parse as from_spec
+    from ebpfhooks.hooks.link import Link, LinkGroup, Program
     from ebpfhooks.kernel.features import Feature, FeatureStatus
     from ebpfhooks.kernel.kallsyms import KSym
-    from ebpfhooks.spec import parse as from_spec
     from ebpfhooks.trace import HookCount, TraceSummary
 
 __version__ = "0.1.0.dev0"
@@ -113,11 +111,12 @@ __version__ = "0.1.0.dev0"
 _LAZY: dict[str, tuple[str, str]] = {
     **{name: ("ebpfhooks.hooks", name) for name in (
         "KINDS", "Address", "FileOffset", "Hook", "InterfaceResolution", "Kprobe",
-        "KprobeResolution", "Kretprobe", "Link", "LinkGroup", "Program", "RawSocket",
-        "RawTracepoint", "RawTracepointResolution", "Resolution", "Symbol", "Tracepoint",
+        "KprobeResolution", "Kretprobe", "RawSocket", "RawTracepoint",
+        "RawTracepointResolution", "Resolution", "Symbol", "Tracepoint",
         "TracepointResolution", "Uprobe", "UprobeResolution", "Uretprobe", "Xdp", "XdpMode",
     )},
-    "from_spec": ("ebpfhooks.spec", "parse"),
+    **{name: ("ebpfhooks.hooks.link", name) for name in ("Link", "LinkGroup", "Program")},
+    "from_spec": ("ebpfhooks.hooks", "parse"),
     **{name: ("ebpfhooks.chain", name) for name in (
         "Alternative", "Choice", "FirstOf", "NoAlternativeError", "attach_all", "first_of",
     )},

@@ -4,8 +4,9 @@ bcc is imported on the first attach, never by ``import ebpfhooks``. Every bcc
 failure (bcc raises bare ``Exception``) is turned here into a typed error,
 using the errno bcc's ctypes layer saved, so callers never match message text.
 
-Each ``attach_*`` returns a detach callable (and, for raw sockets, the socket
-fd); the :class:`ebpfhooks.Link` owns it.
+Each ``attach_*`` returns an :class:`Attachment` saying what it did (how to undo it,
+the fd that holds it, what must be recorded to outlive a crash); the
+:class:`ebpfhooks.Link` owns it and records ownership.
 """
 
 from __future__ import annotations
@@ -24,6 +25,27 @@ from ebpfhooks.errors import (
 )
 
 Detach = Callable[[], None]
+
+
+class Attachment:
+    """What one attach made: ``detach`` undoes it; ``fd`` is what holds it (a raw socket, a
+    bpf_link; ``None`` when bcc holds it); ``via`` says how (``"bcc"``, ``"perf_event"``,
+    ``"bpf_link"``, ``"netlink"``, ``"socket"``); ``record`` is ``(ifindex, prog_id,
+    name)`` for an attach that outlives this process (netlink XDP), which the link layer
+    records for ``ebpfhooks cleanup``.
+
+    >>> Attachment(lambda: None, via="bcc").fd is None
+    True
+    """
+
+    __slots__ = ("detach", "fd", "record", "via")
+
+    def __init__(self, detach: Detach, *, via: str, fd: int | None = None,
+                 record: tuple[int, int, str] | None = None) -> None:
+        self.detach = detach
+        self.via = via
+        self.fd = fd
+        self.record = record
 
 _INSTALL_HINT = (
     "bcc's Python module is not importable: install it from the distribution "
@@ -202,7 +224,7 @@ def _attach_error(what: str, err: BaseException, caps: str, hint: str = "") -> E
 
 def attach_kprobe(
     bpf: Any, fn_name: str, symbol: str, offset: int, *, ret: bool, maxactive: int, what: str
-) -> Detach:
+) -> Attachment:
     """Attach a kprobe (``ret=False``) or kretprobe; return its detach."""
     fn_b = fn_name.encode()
     _load_func(bpf, fn_name, "KPROBE", what)
@@ -226,13 +248,13 @@ def attach_kprobe(
         except Exception as err:
             raise AttachError(f"detaching {what} failed: {err}") from err
 
-    return detach
+    return Attachment(detach, via="bcc")
 
 
 def _attach_event(
     bpf: Any, fn_name: str, prog_type: str, key: bytes, fds: str, noun: str, what: str,
     attach: Callable[[], None], detach_call: Callable[[], None],
-) -> Detach:
+) -> Attachment:
     """The shared path of tracepoints and raw tracepoints: bcc keys both by event name."""
     _load_func(bpf, fn_name, prog_type, what)
     if key in getattr(bpf, fds):
@@ -256,10 +278,11 @@ def _attach_event(
         except Exception as err:
             raise AttachError(f"detaching {what} failed: {err}") from err
 
-    return detach
+    return Attachment(detach, via="bcc")
 
 
-def attach_tracepoint(bpf: Any, fn_name: str, category: str, event: str, *, what: str) -> Detach:
+def attach_tracepoint(bpf: Any, fn_name: str, category: str, event: str, *,
+                      what: str) -> Attachment:
     """Attach a tracepoint program; return its detach."""
     tp = f"{category}:{event}".encode()
     return _attach_event(
@@ -269,7 +292,7 @@ def attach_tracepoint(bpf: Any, fn_name: str, category: str, event: str, *, what
     )
 
 
-def attach_raw_tracepoint(bpf: Any, fn_name: str, event: str, *, what: str) -> Detach:
+def attach_raw_tracepoint(bpf: Any, fn_name: str, event: str, *, what: str) -> Attachment:
     """Attach a raw tracepoint program; return its detach."""
     tp = event.encode()
     return _attach_event(
@@ -407,8 +430,8 @@ def attach_uprobe(
     pid: int | None,
     ret: bool,
     what: str,
-) -> Detach:
-    """Attach a uprobe/uretprobe at exactly ``path`` + ``file_offset``; return its detach.
+) -> Attachment:
+    """Attach a uprobe/uretprobe at exactly ``path`` + ``file_offset``.
 
     bcc's ``attach_uprobe`` would resolve the symbol again with its own
     resolver; we pass the kernel the file offset ebpfhooks resolved, through
@@ -440,7 +463,7 @@ def attach_uprobe(
         except Exception as err:
             raise AttachError(f"detaching {what} failed: {err}") from err
 
-    return detach
+    return Attachment(detach, via="perf_event")
 
 
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1
@@ -533,30 +556,9 @@ def _xdp_busy(what: str, interface: str, code: int) -> AttachError:
     )
 
 
-class XdpAttachment:
-    """The detach callable of an XDP attachment; ``via`` says how it was made.
-
-    ``via`` is ``"link"`` (``fd`` is the bpf_link's fd: closing it detaches, and the
-    kernel closes it when the process dies however it dies) or ``"netlink"``
-    (``fd`` is None; the program stays on the interface until removed).
-    """
-
-    def __init__(self, via: str, fd: int | None, remove: Detach) -> None:
-        self.via = via
-        self.fd = fd
-        self._remove: Detach | None = remove
-
-    def __call__(self) -> None:
-        remove = self._remove
-        if remove is None:
-            return
-        remove()
-        self._remove = None
-
-
 def attach_xdp(bpf: Any, fn_name: str, interface: str, mode_flags: int, *, what: str,
-               ifindex: int | None = None, via: str | None = None) -> XdpAttachment:
-    """Attach an XDP program, never replacing another; return its detach.
+               ifindex: int | None = None, via: str | None = None) -> Attachment:
+    """Attach an XDP program, never replacing another.
 
     ``via`` is ``"link"``, ``"netlink"`` or ``"auto"`` (default: :func:`xdp_attach_mode`):
     a bpf_link (kernel 5.9+) is detached by the kernel when this process exits, even by
@@ -575,7 +577,7 @@ def attach_xdp(bpf: Any, fn_name: str, interface: str, mode_flags: int, *, what:
             ifindex = _ifindex(interface)
         fd = _link_create_fn()(fn.fd, ifindex, BPF_XDP, mode_flags)
         if fd >= 0:
-            return XdpAttachment("link", fd, lambda: os.close(fd))
+            return Attachment(lambda: os.close(fd), via="bpf_link", fd=fd)
         code = -fd
         if code in (_errno.EBUSY, _errno.EEXIST):
             raise _xdp_busy(what, interface, code)
@@ -597,7 +599,7 @@ def attach_xdp(bpf: Any, fn_name: str, interface: str, mode_flags: int, *, what:
     return _attach_xdp_netlink(fn, interface, mode_flags, what)
 
 
-def _attach_xdp_netlink(fn: Any, interface: str, mode_flags: int, what: str) -> XdpAttachment:
+def _attach_xdp_netlink(fn: Any, interface: str, mode_flags: int, what: str) -> Attachment:
     bcc = load()
     dev = interface.encode()
     try:
@@ -609,8 +611,6 @@ def _attach_xdp_netlink(fn: Any, interface: str, mode_flags: int, what: str) -> 
         raise _attach_error(what, err, CAPS_NET,
                             _xdp_mode_hint(interface, mode_flags)) from err
 
-    record = _record_netlink_xdp(fn, interface)
-
     def detach() -> None:
         try:
             bcc.BPF.remove_xdp(dev, mode_flags)
@@ -619,16 +619,12 @@ def _attach_xdp_netlink(fn: Any, interface: str, mode_flags: int, what: str) -> 
             if code not in (_errno.ENODEV, _errno.ENOENT):  # else the interface is gone
                 raise AttachError(f"detaching {what} failed: {err}",
                                   errno=code or None) from err
-        if record is not None:
-            from ebpfhooks.cleanup import unrecord_xdp
 
-            unrecord_xdp(*record)
-
-    return XdpAttachment("netlink", None, detach)
+    return Attachment(detach, via="netlink", record=_netlink_record(fn, interface))
 
 
-def _record_netlink_xdp(fn: Any, interface: str) -> tuple[int, int] | None:
-    """Record a netlink XDP attach for ``ebpfhooks cleanup``; return (ifindex, prog_id)."""
+def _netlink_record(fn: Any, interface: str) -> tuple[int, int, str] | None:
+    """(ifindex, prog_id, name) of a netlink XDP attach, for its ownership record."""
     import re
     import socket
 
@@ -640,15 +636,13 @@ def _record_netlink_xdp(fn: Any, interface: str) -> tuple[int, int] | None:
         return None
     if m is None:
         return None
-    from ebpfhooks.cleanup import record_xdp
-
-    record_xdp(index, int(m.group(1)), str(getattr(fn, "name", b""), "utf-8", "replace")
-               if isinstance(getattr(fn, "name", None), bytes) else "")
-    return index, int(m.group(1))
+    name = getattr(fn, "name", b"")
+    return index, int(m.group(1)), name.decode("utf-8", "replace") if isinstance(
+        name, bytes) else ""
 
 
-def attach_raw_socket(bpf: Any, fn_name: str, interface: str, *, what: str) -> tuple[Detach, int]:
-    """Open a raw socket on ``interface`` with the program attached; return (detach, fd)."""
+def attach_raw_socket(bpf: Any, fn_name: str, interface: str, *, what: str) -> Attachment:
+    """Open a raw socket on ``interface`` with the program attached (``fd`` is the socket)."""
     bcc = load()
     fn = _load_func(bpf, fn_name, "SOCKET_FILTER", what)
     try:
@@ -667,4 +661,4 @@ def attach_raw_socket(bpf: Any, fn_name: str, interface: str, *, what: str) -> t
             closed = True
             os.close(fd)
 
-    return detach, fd
+    return Attachment(detach, via="socket", fd=fd)

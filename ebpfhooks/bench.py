@@ -55,7 +55,6 @@ from pathlib import Path
 from typing import Any
 
 from ebpfhooks.errors import EbpfHooksError, HookPermissionError, NotSupportedError, SpecError
-from ebpfhooks.names import KIND_ALIASES
 
 __all__ = [
     "KIND_ORDER",
@@ -603,8 +602,10 @@ def parse_kinds(kinds: Sequence[str] | None) -> list[str]:
     text = ",".join(kinds)
     col = 0
     for word in text.split(","):
-        name = word.strip().lower()
-        name = KIND_ALIASES.get(name, name)  # every spelling a spec accepts
+        from ebpfhooks.hooks import kind_of
+
+        named = kind_of(word.strip())  # every spelling a spec accepts
+        name = named.kind if named is not None else word.strip().lower()
         if name and name not in KIND_ORDER:
             raise SpecError(f"unknown hook kind {word.strip()!r}", spec=text, column=col,
                             length=max(len(word), 1),
@@ -643,7 +644,8 @@ def run(
     attach is returned with ``supported=False`` and the reason.
     """
     from ebpfhooks import _bcc
-    from ebpfhooks.hooks import Hook, Program
+    from ebpfhooks.hooks import Hook
+    from ebpfhooks.hooks.link import Program
 
     wanted = parse_kinds(kinds)
     if clock not in CLOCKS:

@@ -29,12 +29,11 @@ from ebpfhooks.errors import (
     ProgramError,
     SpecError,
 )
-from ebpfhooks.hooks.base import (
-    Hook,
+from ebpfhooks.hooks.base import Hook, Resolution
+from ebpfhooks.hooks.link import (
     Link,
     LinkGroup,
     Program,
-    Resolution,
     _not_a_program,
     check_fn_name,
     is_bcc_module,

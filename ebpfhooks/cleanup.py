@@ -45,7 +45,6 @@ Minimum kernel: 4.13 (XDP program ids); the atomic XDP detach needs 5.7.
 
 from __future__ import annotations
 
-import contextlib
 import errno as _errno
 import json
 import os
@@ -58,6 +57,13 @@ from typing import Any
 import attrs
 
 from ebpfhooks.errors import AttachError, EbpfHooksError, HookPermissionError
+from ebpfhooks.records import (
+    record_path,
+    record_xdp,
+    run_dir,
+    start_time,
+    unrecord_xdp,
+)
 
 __all__ = [
     "CleanupReport",
@@ -86,9 +92,6 @@ _XDP_WORD = {"driver": "xdpdrv", "generic": "xdpgeneric", "offload": "xdpoffload
 _PROC_PID_INIT_INO = 0xEFFFFFFC
 
 
-def run_dir() -> Path:
-    """Where ebpfhooks records netlink XDP attaches (``EBPFHOOKS_RUN_DIR`` or /run/ebpfhooks)."""
-    return Path(os.environ.get("EBPFHOOKS_RUN_DIR") or "/run/ebpfhooks")
 
 
 @attrs.frozen
@@ -310,16 +313,6 @@ def _sees_every_process() -> bool:
         return False
 
 
-def _start_time(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    try:
-        return int(fields[19])  # field 22 (starttime), counted after "pid (comm)"
-    except (IndexError, ValueError):
-        return None
 
 
 @attrs.frozen
@@ -350,7 +343,7 @@ class XdpRecord:
     @property
     def path(self) -> Path:
         """The record's file."""
-        return _record_path(self.ifindex, self.prog_id)
+        return record_path(self.ifindex, self.prog_id)
 
     def __str__(self) -> str:
         where = self.interface or f"ifindex {self.ifindex} (interface gone)"
@@ -390,30 +383,10 @@ def _read_records() -> list[XdpRecord]:
     return out
 
 
-def _record_path(ifindex: int, prog_id: int) -> Path:
-    return run_dir() / "xdp" / f"{ifindex}.{prog_id}.json"
 
 
-def record_xdp(ifindex: int, prog_id: int, name: str) -> None:
-    """Record that this process attached XDP program ``prog_id`` by netlink (best effort).
-
-    Called by the bcc adapter; the record lets :func:`clean` remove the program
-    without an explicit interface once this process is gone.
-    """
-    start = _start_time(os.getpid())
-    if start is None:
-        return
-    path = _record_path(ifindex, prog_id)
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.write_text(json.dumps({"ifindex": ifindex, "prog_id": prog_id, "name": name,
-                                    "pid": os.getpid(), "start_time": start}))
 
 
-def unrecord_xdp(ifindex: int, prog_id: int) -> None:
-    """Forget a record made by :func:`record_xdp` (after detach)."""
-    with contextlib.suppress(OSError):
-        _record_path(ifindex, prog_id).unlink()
 
 
 def _ip_link_json() -> str:
@@ -459,7 +432,7 @@ def _xdp_and_records(explicit: Iterable[str] = ()) -> tuple[list[XdpProgram], li
     attached = {(index, prog_id) for _, index, prog_id, _, _ in listed}
     checked = [attrs.evolve(r, interface=names.get(r.ifindex),
                             attached=(r.ifindex, r.prog_id) in attached,
-                            recorder_alive=_start_time(r.pid) == r.start_time)
+                            recorder_alive=start_time(r.pid) == r.start_time)
                for r in records]
     by_key = {(r.ifindex, r.prog_id): r for r in checked}
     holders: dict[int, set[int]] = {}

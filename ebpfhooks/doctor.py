@@ -26,17 +26,16 @@ _YES, _NO, _UNKNOWN = FeatureStatus.YES, FeatureStatus.NO, FeatureStatus.UNKNOWN
 
 
 def _privileges() -> Feature:
+    from ebpfhooks import caps as needs
+
     try:
-        caps = _features.capabilities()
+        have = _features.capabilities()
     except (OSError, ValueError) as err:
         return Feature("privileges", _UNKNOWN, f"cannot read capabilities: {err}")
     who = "root" if _features.is_root() else f"uid {os.geteuid()}"
-    tracing = "CAP_SYS_ADMIN" in caps or {"CAP_BPF", "CAP_PERFMON"} <= caps
-    net = "CAP_SYS_ADMIN" in caps or {"CAP_BPF", "CAP_NET_ADMIN"} <= caps
-    raw = "CAP_NET_RAW" in caps and ("CAP_BPF" in caps or "CAP_SYS_ADMIN" in caps)
-    missing = [what for ok, what in ((tracing, "CAP_BPF+CAP_PERFMON (tracing)"),
-                                     (net, "CAP_BPF+CAP_NET_ADMIN (XDP)"),
-                                     (raw, "CAP_NET_RAW+CAP_BPF (raw sockets)")) if not ok]
+    missing = [f"{'+'.join(lacking)} ({what})" for what, table in (
+        ("tracing", needs.TRACING), ("XDP", needs.NET), ("raw sockets", needs.RAW_SOCKET))
+        if (lacking := needs.missing(table, have))]
     if not missing:
         return Feature("privileges", _YES, f"{who} with the capabilities every kind needs")
     return Feature("privileges", _NO, f"{who} lacks {', '.join(missing)}",
@@ -116,20 +115,8 @@ def features() -> dict[str, Feature]:
     return out
 
 
-_KIND_NEEDS: dict[str, tuple[str, ...]] = {
-    "kprobe": ("privileges", "bcc", "kprobes"),
-    "kretprobe": ("privileges", "bcc", "kprobes"),
-    "tracepoint": ("privileges", "bcc", "tracefs"),
-    "rawtracepoint": ("privileges", "bcc", "raw_tracepoints"),
-    "xdp": ("privileges", "bcc", "xdp"),
-    "uprobe": ("privileges", "bcc", "uprobes"),
-    "uretprobe": ("privileges", "bcc", "uprobes"),
-    "raw_socket": ("privileges", "bcc"),
-}
-
-
 def kinds(facts: dict[str, Feature] | None = None) -> dict[str, Feature]:
-    """Whether each of the eight kinds can attach here, from :func:`features`.
+    """Whether each kind can attach here, from :func:`features`.
 
     A kind is ``no`` when any check it needs is ``no`` (the first such check's reason
     and fix are given), ``unknown`` when one is unknown, else ``yes``.
@@ -137,9 +124,13 @@ def kinds(facts: dict[str, Feature] | None = None) -> dict[str, Feature]:
     >>> kinds()["tracepoint"].status  # doctest: +SKIP
     <FeatureStatus.YES: 'yes'>
     """
+    from ebpfhooks.hooks import KINDS
+
     facts = facts if facts is not None else features()
     out: dict[str, Feature] = {}
-    for kind, needs in _KIND_NEEDS.items():
+    for cls in KINDS:
+        kind = cls.kind
+        needs = ("privileges", "bcc", *((cls.feature,) if cls.feature else ()))
         checks = [facts[n] for n in needs if n in facts]
         bad = next((c for c in checks if c.status is _NO), None)
         unknown = next((c for c in checks if c.status is _UNKNOWN), None)

@@ -26,19 +26,6 @@ PATH_LEN = 4095
 
 WILDCARDS = "*?"
 
-#: Every kind word accepted, to the kind it means.
-KIND_ALIASES: dict[str, str] = {
-    "kprobe": "kprobe", "k": "kprobe",
-    "kretprobe": "kretprobe", "kr": "kretprobe",
-    "tracepoint": "tracepoint", "t": "tracepoint", "tp": "tracepoint",
-    "rawtracepoint": "rawtracepoint", "raw_tracepoint": "rawtracepoint",
-    "rt": "rawtracepoint", "raw_tp": "rawtracepoint",
-    "uprobe": "uprobe", "u": "uprobe",
-    "uretprobe": "uretprobe", "ur": "uretprobe",
-    "xdp": "xdp",
-    "raw_socket": "raw_socket", "rawsocket": "raw_socket",
-}
-
 _KSYM_FIRST = re.compile(r"[A-Za-z_]")
 _KSYM_REST = re.compile(r"[A-Za-z0-9_.]")
 _MODULE = re.compile(r"[A-Za-z0-9_-]")

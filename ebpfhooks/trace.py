@@ -315,7 +315,7 @@ def trace(
                                        hint="check the pid with: ps -p PID")
     hooks = _prepare(specs, include_unsupported, on_note)
     from ebpfhooks import _bcc
-    from ebpfhooks.hooks.base import LinkGroup, Program
+    from ebpfhooks.hooks.link import LinkGroup, Program
 
     bcc = _bcc.load()
     try:

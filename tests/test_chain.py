@@ -38,10 +38,10 @@ def test_error_chain_spec() -> None:
 
 
 def _missing_kernel_function() -> str:
-    from ebpfhooks.kernel.kallsyms import kallsyms
+    from ebpfhooks.kernel.kallsyms import index
 
     name = "ebpfhooks_no_such_function"
-    assert name not in kallsyms()
+    assert name not in index()
     return name
 
 

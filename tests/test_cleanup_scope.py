@@ -24,6 +24,7 @@ from conftest import uprobe_events, veth_pair, xdp_prog_on
 
 from ebpfhooks import cleanup
 from ebpfhooks.cleanup import XdpProgram, XdpRecord
+from ebpfhooks.records import start_time
 
 HERE = Path(__file__).parent
 TAG = f"ehs{os.getpid() % 10000}"  # program and event names of this run (< 16 chars)
@@ -234,7 +235,7 @@ def fake_kernel(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any
     """lo (ifindex 1) with XDP prog 8 (recorded by a dead pid); a record of prog 7 whose
     program is gone (recorded by this process); bcc events of a dead pid and of us."""
     dead = 4_000_000  # below PID_MAX_LIMIT, far above what this machine hands out
-    me, start = os.getpid(), cleanup._start_time(os.getpid())
+    me, start = os.getpid(), start_time(os.getpid())
     (run_dir / "xdp").mkdir(parents=True)
     for prog, pid, st in ((7, me, start), (8, dead, 1)):
         (run_dir / "xdp" / f"1.{prog}.json").write_text(json.dumps(

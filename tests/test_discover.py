@@ -13,6 +13,7 @@ from conftest import not_possible
 
 from ebpfhooks import discover
 from ebpfhooks.errors import HookNotFoundError, NotSupportedError, SpecError
+from ebpfhooks.hooks import parse_pattern
 from ebpfhooks.kernel.features import FeatureStatus, kprobes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kernel"
@@ -22,15 +23,17 @@ FIXTURES = Path(__file__).parent / "fixtures" / "kernel"
 
 
 def test_compile_wildcard_is_literal_except_star_and_question() -> None:
-    rx = discover.compile_wildcard("a.b*c?")
+    from ebpfhooks.spec import compile_wildcard
+
+    rx = compile_wildcard("a.b*c?")
     assert rx.fullmatch("a.bXXcY")
     assert not rx.fullmatch("aXbcY")  # '.' is literal
-    assert discover.compile_wildcard("***").pattern == ".*"
+    assert compile_wildcard("***").pattern == ".*"
 
 
 def _error(pattern: str) -> str:
     with pytest.raises(SpecError) as info:
-        discover._queries(pattern)
+        parse_pattern(pattern)
     return str(info.value)
 
 
@@ -57,16 +60,17 @@ def test_error_pattern_characters_are_checked_per_part() -> None:
 def test_error_pattern_hostile_text_never_reaches_a_regex() -> None:
     for bad in ("kprobe:(a|b)", "tracepoint:[a-z]:x", "kprobe:a\\d", "*$(reboot)*"):
         with pytest.raises(SpecError):
-            discover._queries(bad)
+            parse_pattern(bad)
 
 
 def test_pattern_queries() -> None:
+    """A pattern is the spec grammar with wildcards: one Pattern per kind it names."""
     def show(p: str) -> list[tuple[str, tuple[str | None, ...]]]:
-        return [(q.kind, q.parts) for q in discover._queries(p)]
+        return [(q.kind.kind, tuple(v for _, v in q.fields)) for q in parse_pattern(p)]
 
-    assert show("*execve*") == [("tracepoint", ("*", "*execve*")),
-                                ("rawtracepoint", (None, "*execve*")),
-                                ("kprobe", (None, "*execve*"))]
+    assert show("*execve*") == [("kprobe", (None, "*execve*")),
+                                ("tracepoint", ("*", "*execve*")),
+                                ("rawtracepoint", (None, "*execve*"))]
     assert show("tracepoint:*open") == [("tracepoint", ("*", "*open"))]
     assert show("t:sched:sched_sw*") == [("tracepoint", ("sched", "sched_sw*"))]
     assert show("kprobe:nf_*:nf_hook*") == [("kprobe", ("nf_*", "nf_hook*"))]
@@ -78,36 +82,35 @@ def test_pattern_queries() -> None:
 
 
 def test_kallsyms_fixture_with_modules() -> None:
-    text = (FIXTURES / "kallsyms_modules.txt").read_text()
-    mods = discover.filter_kallsyms(text, module="nf_conntrack")
+    def ks(*args: str, **kwargs: str) -> list[Any]:
+        return discover.kallsyms(*args, **kwargs, path=FIXTURES / "kallsyms_modules.txt")
+
+    mods = ks(module="nf_conntrack")
     assert {s.name for s in mods} >= {"nf_conntrack_in"}
     assert all(s.module == "nf_conntrack" for s in mods)
-    core = discover.filter_kallsyms(text, "ptdump_show", module="vmlinux")
+    core = ks("ptdump_show", module="vmlinux")
     assert [s.module for s in core] == [None, None]  # two static functions of one name
-    both = discover.filter_kallsyms(text, "ptdump_show")
+    both = ks("ptdump_show")
     assert sorted(str(s.module) for s in both) == ["None", "None", "some_module"]
-    data = discover.filter_kallsyms(text, type="d")
+    data = ks(type="d")
     assert data and all(s.type == "d" for s in data)
-    first = discover.filter_kallsyms(text, "nf_conntrack_in")[0]
+    first = ks("nf_conntrack_in")[0]
     assert first.real_address == 0xFFFFFFFFA05EF110
     assert first.type_description == "local text (code)"
 
 
 def test_kallsyms_fixture_hidden_addresses_are_not_zeros() -> None:
-    text = (FIXTURES / "kallsyms_hidden.txt").read_text()
-    syms = discover.filter_kallsyms(text, "do_one_initcall")
+    syms = discover.kallsyms("do_one_initcall", path=FIXTURES / "kallsyms_hidden.txt")
     assert syms and all(s.address_hidden and s.real_address is None for s in syms)
     assert str(syms[0]).startswith("(hidden) ")
-    # a file read from disk by path
-    assert discover.kallsyms("do_one_initcall", path=FIXTURES / "kallsyms_hidden.txt")[0] \
-        .address_hidden
 
 
 def test_error_kallsyms_arguments() -> None:
+    empty = FIXTURES / "kallsyms_hidden.txt"
     with pytest.raises(SpecError, match="cannot be in a kernel symbol name"):
-        discover.filter_kallsyms("", "a b")
+        discover.kallsyms("a b", path=empty)
     with pytest.raises(SpecError, match="type letters"):
-        discover.filter_kallsyms("", type="1")
+        discover.kallsyms(type="1", path=empty)
 
 
 # --------------------------------------------------------------------------- live: listing
@@ -174,13 +177,30 @@ def test_raw_tracepoints_are_the_ones_bpf_can_open(live: None) -> None:
     assert discover.list_hooks("rawtracepoint:sched_swi?ch") == ["rawtracepoint:sched_switch"]
 
 
+def _forbid_kallsyms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """/proc/kallsyms may not be read (~70 ms here): reading it fails the test."""
+    from ebpfhooks.kernel import kallsyms as table
+
+    def read(*_args: object, **_kwargs: object) -> bytes:
+        raise AssertionError("/proc/kallsyms was read")
+
+    monkeypatch.setattr(table, "read", read)
+
+
+@pytest.fixture
+def kallsyms_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    _forbid_kallsyms(monkeypatch)
+
+
 @pytest.mark.live
-def test_bare_patterns_do_not_read_kallsyms_on_a_btf_kernel(live: None) -> None:
-    discover.clear_cache()
+def test_bare_patterns_do_not_read_kallsyms_on_a_btf_kernel(
+        live: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ebpfhooks.hooks.kprobe import kprobes_supported
+
+    if Path("/sys/kernel/btf/vmlinux").exists() and not kprobes_supported():
+        _forbid_kallsyms(monkeypatch)
     listing = discover.search("*execve*")
     assert "tracepoint:syscalls:sys_enter_execve" in listing.hooks
-    if Path("/sys/kernel/btf/vmlinux").exists() and not discover._kprobes_supported():
-        assert discover._kallsyms_bytes == {}
 
 
 @pytest.mark.live
@@ -203,11 +223,10 @@ def test_kernel_functions_and_the_kprobe_decision(live: None) -> None:
 
 
 @pytest.mark.live
-def test_tracepoint_only_patterns_do_not_read_kallsyms(live: None) -> None:
-    discover.clear_cache()
-    discover.list_hooks("tracepoint:syscalls:*")
-    discover.list_hooks("t:*:*execve*")
-    assert discover._kallsyms_bytes == {}
+def test_tracepoint_only_patterns_do_not_read_kallsyms(live: None,
+                                                       kallsyms_unread: None) -> None:
+    assert discover.list_hooks("tracepoint:syscalls:*")
+    assert discover.list_hooks("t:*:*execve*")
 
 
 @pytest.mark.live

@@ -329,7 +329,7 @@ def test_kprobe_resolves_plain_function() -> None:
 
 
 def test_kprobe_resolves_a_unique_clone() -> None:
-    from ebpfhooks.kernel.kallsyms import kallsyms
+    from ebpfhooks.kernel.kallsyms import index as kallsyms
 
     ks = kallsyms()
     # find, in this kernel's own kallsyms, a function present only as one clone

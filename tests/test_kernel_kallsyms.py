@@ -247,14 +247,14 @@ def live() -> Kallsyms:
     if not Path("/proc/kallsyms").exists():
         not_possible("/proc/kallsyms is missing")
     ks.clear_cache()
-    return ks.kallsyms()
+    return ks.index()
 
 
 def test_live_known_symbol(live):
     syms = live.lookup("do_sys_openat2")
     assert syms and all(s.type in "tT" for s in syms)
     assert len(live) > 10_000
-    assert ks.kallsyms() is live
+    assert ks.index() is live
     if os.geteuid() == 0 and Path("/proc/sys/kernel/kptr_restrict").read_text().strip() == "0":
         assert not live.addresses_hidden and syms[0].address > 0
 
@@ -275,6 +275,6 @@ def test_live_syscall_prefix(live):
 
 def test_live_reload_lookup_and_close_match(live):
     # speed is measured in bench/, never asserted in tests
-    ks.kallsyms(reload=True)
-    assert ks.kallsyms().lookup("vfs_read")
-    assert ks.kallsyms().close_matches("vfs_reed")[0] == "vfs_read"
+    ks.index(reload=True)
+    assert ks.index().lookup("vfs_read")
+    assert ks.index().close_matches("vfs_reed")[0] == "vfs_read"

@@ -14,7 +14,7 @@ import pytest
 
 from ebpfhooks import discover
 from ebpfhooks.errors import BtfFormatError, TracepointNotFoundError
-from ebpfhooks.hooks.tracepoint import RawTracepoint
+from ebpfhooks.hooks.rawtracepoint import RawTracepoint
 from ebpfhooks.kernel import rawtp
 from ebpfhooks.kernel.btf import (
     VMLINUX_BTF,

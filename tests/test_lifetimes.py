@@ -153,7 +153,7 @@ def _attach_xdp(hook: Hook, prog: Program, via: str) -> Link:
     resolution = hook.resolve()
     attachment = _bcc.attach_xdp(prog.bpf, prog.fn_name, hook.interface, hook.mode.value,
                                  what=str(hook), via=via)
-    return Link(hook, resolution, prog, attachment, fd=attachment.fd)
+    return Link(hook, resolution, prog, attachment)
 
 
 def _worker(prefix: str, a: str, target: Path, ending: str, *extra: str) -> subprocess.Popen[str]:

@@ -81,8 +81,7 @@ def test_xdp_link_busy_is_the_never_replace_error(monkeypatch: pytest.MonkeyPatc
                         lambda: lambda *a: calls.append(a) or 1000)
     monkeypatch.setattr(_bcc.os, "close", lambda fd: calls.append((fd,)))
     att = _bcc.attach_xdp(object(), "f", "v0", 2, what="xdp:v0:skb", ifindex=5, via="link")
-    assert att.via == "link" and att.fd == 1000
+    assert att.via == "bpf_link" and att.fd == 1000 and att.record is None
     assert calls == [(99, 5, _bcc.BPF_XDP, 2)]
-    att()
-    att()  # twice is harmless
+    att.detach()  # closing the link's fd detaches
     assert calls[-1] == (1000,) and len(calls) == 2

@@ -184,7 +184,7 @@ def test_kprobe_at_offset_counts(kbpf: Any, counts: Counts, a_file: Path) -> Non
     if not kprobes_available():
         assert_not_supported("kprobe:do_sys_openat2+0x5", kbpf, "ehk_kp_open_off")
         return
-    from ebpfhooks.kernel.kallsyms import kallsyms
+    from ebpfhooks.kernel.kallsyms import index as kallsyms
 
     address = kallsyms().lookup("do_sys_openat2")[0].address
     off = offset_after_prologue(read_kernel_text(address, 16))
@@ -254,7 +254,7 @@ def test_syscall_name_resolves_to_the_wrapper(kbpf: Any, counts: Counts, a_file:
     if not kprobes_available():
         assert_not_supported("kprobe:sys_openat", kbpf, "ehk_kp_wrapper")
         return
-    from ebpfhooks.kernel.kallsyms import kallsyms
+    from ebpfhooks.kernel.kallsyms import index as kallsyms
 
     hook = Hook.from_spec("kprobe:sys_openat")
     resolution = hook.resolve()
@@ -272,7 +272,8 @@ def unique_clones() -> dict[str, str]:
     Only core-kernel functions with no function of the plain name and exactly one
     clone (``.cold`` parts count as clones too) are returned, minus the kprobe blacklist.
     """
-    from ebpfhooks.kernel.kallsyms import kallsyms, strip_variant_suffix
+    from ebpfhooks.kernel.kallsyms import index as kallsyms
+    from ebpfhooks.kernel.kallsyms import strip_variant_suffix
     from ebpfhooks.kernel.tracefs import kprobe_blacklist
 
     ks = kallsyms()
@@ -328,7 +329,7 @@ def test_kprobe_in_a_loaded_module(
     if not kprobes_available():
         assert_not_supported("kprobe:veth:veth_xmit", kbpf, "ehk_kp_module")
         return
-    from ebpfhooks.kernel.kallsyms import kallsyms
+    from ebpfhooks.kernel.kallsyms import index as kallsyms
 
     entries = kallsyms(reload=True).lookup("veth_xmit")
     if not any(e.module == "veth" for e in entries):

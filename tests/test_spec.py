@@ -151,12 +151,11 @@ def test_seed_facts_are_class_data() -> None:
 
 def test_one_word_per_kind_everywhere() -> None:
     """The kind word of a class is the word its spec starts with, and every alias maps to it."""
-    from ebpfhooks.names import KIND_ALIASES
+    from ebpfhooks.hooks import REGISTRY
 
-    words = {cls.kind for cls in ebpfhooks.KINDS}
-    assert set(KIND_ALIASES.values()) == words
     for cls in ebpfhooks.KINDS:
-        assert KIND_ALIASES[cls.kind] == cls.kind
+        for word in (cls.kind, *cls.aliases, *cls.libbpf):
+            assert REGISTRY.get(word) is cls and REGISTRY.get(word.upper()) is cls
     for spec in ("rawtracepoint:sched_switch", "raw_tracepoint:sys_enter", "rt:sys_enter",
                  "raw_tp/sys_enter"):
         hook = Hook.from_spec(spec)
@@ -177,7 +176,7 @@ def test_error_unknown_kind_suggests_closest() -> None:
         "    kprob:vfs_read\n"
         "    ^~~~~\n"
         "did you mean 'kprobe'? kinds: kprobe, kretprobe, tracepoint, rawtracepoint, "
-        "uprobe, uretprobe, xdp, raw_socket"
+        "xdp, uprobe, uretprobe, raw_socket"
     )
 
 

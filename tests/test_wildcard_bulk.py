@@ -23,9 +23,9 @@ from ebpfhooks import names
 from ebpfhooks.elf import resolve as resolve_mod
 from ebpfhooks.elf.resolve import function_symbols, resolve_binary, resolve_symbol, resolve_symbols
 from ebpfhooks.errors import EbpfHooksError, SymbolNotFoundError
-from ebpfhooks.hooks.base import check_and_resolve
+from ebpfhooks.hooks import parse
+from ebpfhooks.hooks.link import check_and_resolve
 from ebpfhooks.hooks.uprobe import Address, Symbol, Uprobe, Uretprobe
-from ebpfhooks.spec import parse
 
 LIBC = resolve_binary("c")
 

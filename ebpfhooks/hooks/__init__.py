@@ -1,14 +1,27 @@
-"""The eight hook kinds, one module per family, over the shared :mod:`.base`."""
+"""The registry of hook kinds: one module per kind family, listed here once.
 
-from ebpfhooks.hooks.base import Hook, Link, LinkGroup, Program, Resolution
+Adding a kind is a module in this package (its class declares its spellings, parses its
+target, names its listing source and its ``info`` facts, and attaches; see
+docs/architecture.md) plus its line in :data:`KINDS`. Everything that names kinds (the
+spec parser, listings, ``info``, ``doctor``, ``bench``, docs) reads this table.
+
+>>> from ebpfhooks.hooks import REGISTRY
+>>> REGISTRY.get("rt").kind, REGISTRY.get("TP").kind
+('rawtracepoint', 'tracepoint')
+
+Importing this package is cheap (no attrs, no bcc, nothing read from the system): the
+kind modules are light, so ``ebpfhooks list`` can parse patterns with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ebpfhooks.hooks.base import Hook, Pattern, Resolution
 from ebpfhooks.hooks.kprobe import Kprobe, KprobeResolution, Kretprobe
-from ebpfhooks.hooks.net import InterfaceResolution, RawSocket, Xdp, XdpMode
-from ebpfhooks.hooks.tracepoint import (
-    RawTracepoint,
-    RawTracepointResolution,
-    Tracepoint,
-    TracepointResolution,
-)
+from ebpfhooks.hooks.rawsocket import RawSocket
+from ebpfhooks.hooks.rawtracepoint import RawTracepoint, RawTracepointResolution
+from ebpfhooks.hooks.tracepoint import Tracepoint, TracepointResolution
 from ebpfhooks.hooks.uprobe import (
     Address,
     FileOffset,
@@ -17,14 +30,90 @@ from ebpfhooks.hooks.uprobe import (
     UprobeResolution,
     Uretprobe,
 )
+from ebpfhooks.hooks.xdp import InterfaceResolution, Xdp, XdpMode
 
-#: The eight kinds, in the seed table's order.
+#: Every kind, in the order docs, ``doctor`` and ``bench`` list them.
 KINDS: tuple[type[Hook], ...] = (
     Kprobe, Kretprobe, Tracepoint, RawTracepoint, Xdp, Uprobe, Uretprobe, RawSocket,
 )
 
+#: Kinds other tools know that ebpfhooks does not attach (a clear refusal, not a typo).
+OTHER_KINDS = frozenset({
+    "fentry", "fexit", "kfunc", "kretfunc", "f", "fr", "usdt", "profile", "interval",
+    "software", "hardware", "watchpoint", "asyncwatchpoint", "begin", "end", "lsm",
+    "ksyscall", "kretsyscall", "kprobe.multi", "kretprobe.multi", "uprobe.multi",
+    "uretprobe.multi", "uprobe.s", "uretprobe.s", "fentry.s", "fexit.s", "tc", "tcx",
+    "cgroup", "iter", "struct_ops", "sk_skb", "sk_msg", "perf_event", "tp_btf", "socket",
+    "flow_dissector", "netfilter",
+})
+
+
+class Registry:
+    """The kinds by every word that names them (case-insensitive): what the parser reads."""
+
+    __slots__ = ("_by_word", "canonical", "kinds", "other", "words")
+
+    def __init__(self, kinds: Sequence[type[Hook]], other: frozenset[str]) -> None:
+        self.kinds = tuple(kinds)
+        self.other = other
+        self.canonical = tuple(k.kind for k in self.kinds)
+        self._by_word: dict[str, type[Hook]] = {}
+        for kind in self.kinds:
+            for word in (kind.kind, *kind.aliases, *kind.libbpf):
+                had = self._by_word.setdefault(word.lower(), kind)
+                assert had is kind, f"{word!r} names both {had.kind} and {kind.kind}"
+        self.words = tuple(self._by_word)
+
+    def get(self, word: str) -> type[Hook] | None:
+        """The kind ``word`` names, in any case, or ``None``."""
+        return self._by_word.get(word.lower())
+
+    def all(self) -> Sequence[type[Hook]]:
+        """Every kind, in the registry's order."""
+        return self.kinds
+
+
+REGISTRY = Registry(KINDS, OTHER_KINDS)
+
+
+def parse(text: str) -> Hook:
+    """Parse a hook spec (bpftrace or libbpf spelling) into a hook (``ebpfhooks.from_spec``).
+
+    >>> parse("uretprobe:/bin/bash:readline")
+    Uretprobe(binary='/bin/bash', location=Symbol(name='readline', offset=0), pid=None)
+
+    Raises :class:`ebpfhooks.SpecError` whose message shows the spec with a caret under
+    the offending column and says what was expected there.
+    """
+    from ebpfhooks.spec import parse_spec
+
+    return parse_spec(text, REGISTRY)
+
+
+def parse_pattern(text: str) -> list[Pattern]:
+    """Parse a listing pattern: one :class:`Pattern` per kind it can name."""
+    from ebpfhooks.spec import parse_pattern as parse_with
+
+    return parse_with(text, REGISTRY)
+
+
+def kind_of(word: str) -> type[Hook] | None:
+    """The kind ``word`` names (``kprobe``, ``k``, ``raw_tp``...), or ``None``."""
+    return REGISTRY.get(word)
+
+
+def __getattr__(name: str) -> object:
+    # the link layer imports attrs: loaded only when asked for (``ebpfhooks list`` never is)
+    if name in ("Link", "LinkGroup", "Program"):
+        from ebpfhooks.hooks import link
+
+        return getattr(link, name)
+    raise AttributeError(f"module 'ebpfhooks.hooks' has no attribute {name!r}")
+
+
 __all__ = [
     "KINDS",
+    "REGISTRY",
     "Address",
     "FileOffset",
     "Hook",
@@ -34,10 +123,12 @@ __all__ = [
     "Kretprobe",
     "Link",
     "LinkGroup",
+    "Pattern",
     "Program",
     "RawSocket",
     "RawTracepoint",
     "RawTracepointResolution",
+    "Registry",
     "Resolution",
     "Symbol",
     "Tracepoint",
@@ -47,4 +138,7 @@ __all__ = [
     "Uretprobe",
     "Xdp",
     "XdpMode",
+    "kind_of",
+    "parse",
+    "parse_pattern",
 ]

@@ -1,43 +1,145 @@
-"""The pieces every hook kind shares: :class:`Hook`, :class:`Program`, :class:`Link`.
+"""What every hook kind shares: :class:`Hook` (a frozen value), :class:`Resolution`,
+:class:`Pattern`, and the field checks behind them.
 
-Data flows one way: spec text -> :func:`ebpfhooks.spec.parse` -> a :class:`Hook`
-(a frozen value) -> :meth:`Hook.resolve` asks ``kernel/`` or ``elf/`` -> a
-:class:`Resolution` -> :meth:`Hook.attach` hands it to the bcc adapter -> a
-:class:`Link` owns the attachment until :meth:`Link.detach` or interpreter exit.
+Data flows one way: spec text -> :mod:`ebpfhooks.spec` (the tokenizer) -> the kind's
+``parse_target`` -> a :class:`Hook` -> :meth:`Hook.resolve` asks ``kernel/`` or ``elf/``
+-> a :class:`Resolution` -> :meth:`Hook.attach` hands it to the adapter -> a
+:class:`ebpfhooks.Link` (:mod:`ebpfhooks.hooks.link`) owns the attachment.
+
+This module and the kind modules are light on purpose: they import neither attrs nor bcc
+nor anything that reads the system, because ``ebpfhooks list`` imports them and must
+start faster than ``bpftrace -l``. Hooks are therefore hand-written frozen value
+objects (:class:`Value`): equality, hash and repr over their fields, no attribute
+can be set after ``__init__`` (importing attrs and generating its methods costs ~30 ms
+plus ~1.5 ms per class of CPU on the project's machine).
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import os
-import re
-import signal
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from types import TracebackType
-from typing import Any, ClassVar, Self, cast
 
-import attrs
+from ebpfhooks.errors import SpecError
+from ebpfhooks.names import Problem
 
-from ebpfhooks.errors import ProgramError, SpecError
+TYPE_CHECKING = False  # typing is not imported at run time (`ebpfhooks list` starts fast)
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, NoReturn, Self
 
-__all__ = ["Hook", "Link", "LinkGroup", "Program", "Resolution"]
+    from ebpfhooks.hooks.link import Link, Program
+    from ebpfhooks.spec import Body, SpecText
 
-_C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+__all__ = ["FrozenError", "Hook", "Pattern", "Resolution", "Value"]
 
 
-@attrs.frozen
-class Resolution:
-    """What a hook resolved to on this system, before anything is attached.
+class FrozenError(AttributeError):
+    """Raised when a field of a frozen value (a hook, a resolution) is assigned."""
 
-    Subclasses add the facts of their kind (kernel symbol and address,
-    tracepoint id, ELF file offset, interface index). ``note`` explains any
-    choice made for the user (a syscall wrapper, a renamed clone, an IFUNC).
+
+def _rebuild(cls: type[Value], values: tuple[object, ...]) -> Value:
+    obj = object.__new__(cls)
+    obj._init(**dict(zip(cls._fields, values, strict=True)))
+    return obj
+
+
+class Value:
+    """A frozen value: ``_fields`` are its slots, compared, hashed and shown in order.
+
+    >>> class Point(Value):
+    ...     __slots__ = ("x", "y")
+    ...     _fields = ("x", "y")
+    ...     def __init__(self, x: int, y: int) -> None:
+    ...         self._init(x=x, y=y)
+    >>> Point(1, 2) == Point(1, 2), Point(1, 2)
+    (True, Point(x=1, y=2))
     """
 
+    __slots__ = ()
+    _fields: ClassVar[tuple[str, ...]] = ()
+
+    def _init(self, **values: object) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((self.__class__, self._values()))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{self.__class__.__name__}({shown})"
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise FrozenError(f"{self.__class__.__name__} is frozen: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise FrozenError(f"{self.__class__.__name__} is frozen: cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[Callable[..., Value], tuple[type[Value], tuple[object, ...]]]:
+        return _rebuild, (self.__class__, self._values())
+
+
+# --------------------------------------------------------------------------- field checks
+
+
+def text_field(value: object, check: Callable[[str], Problem | None], field: str) -> str:
+    """``value`` if it is a str that ``check`` accepts, else :class:`SpecError` naming ``field``.
+
+    >>> text_field("vfs_read", lambda s: None, "kernel symbol")
+    'vfs_read'
+    """
+    if not isinstance(value, str):
+        raise SpecError(f"{field} must be a str, got {type(value).__name__} {value!r}")
+    problem = check(value)
+    if problem is not None:
+        col, length, msg = problem
+        raise SpecError(f"{field}: {msg}", spec=value, column=col, length=length)
+    return value
+
+
+def optional_text(value: object, check: Callable[[str], Problem | None],
+                  field: str) -> str | None:
+    """``None``, or what :func:`text_field` accepts."""
+    return None if value is None else text_field(value, check, field)
+
+
+def non_negative(value: object, field: str) -> int:
+    """``value`` if it is an int in ``0 .. 2**63-1``, else :class:`SpecError` naming ``field``.
+
+    >>> non_negative(16, "kprobe offset")
+    16
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise SpecError(f"{field} must be a non-negative int, got {value!r}")
+    if value >= 1 << 63:
+        raise SpecError(f"{field} {value:#x} is out of range (below 2**63 expected)")
+    return value
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+class Resolution(Value):
+    """What a hook resolved to on this system, before anything is attached.
+
+    Each kind's subclass adds its facts (kernel symbol and address, tracepoint path,
+    ELF file offset, interface index). ``note`` explains any choice made for the user
+    (a syscall wrapper, a renamed clone, an IFUNC).
+    """
+
+    __slots__ = ("hook", "note")
+    _fields: ClassVar[tuple[str, ...]] = ("hook", "note")
     hook: Hook
-    note: str | None = attrs.field(default=None, kw_only=True)
+    note: str | None
+
+    def __init__(self, hook: Hook, *, note: str | None = None) -> None:
+        self._init(hook=hook, note=note)
 
     def describe(self) -> str:
         """One line saying what will be probed (the kind's own facts)."""
@@ -50,9 +152,31 @@ class Resolution:
         return text
 
 
-@attrs.frozen
-class Hook:
-    """Base class of the eight hook kinds: a frozen, validated, hashable value.
+class Pattern(Value):
+    """A listing pattern of one kind: the kind's target fields, wildcards allowed.
+
+    Built by a kind's ``parse_target`` when the spec text is a pattern
+    (``Body.pattern``); ``fields`` maps each target field to its pattern, or ``None``
+    when the pattern leaves it out (``kprobe:vfs_*`` has no module).
+    """
+
+    __slots__ = ("fields", "kind")
+    _fields = ("kind", "fields")
+    kind: type[Hook]
+    fields: tuple[tuple[str, str | None], ...]
+
+    def __init__(self, kind: type[Hook], **fields: str | None) -> None:
+        self._init(kind=kind, fields=tuple(fields.items()))
+
+    def __getitem__(self, name: str) -> str | None:
+        return dict(self.fields)[name]
+
+
+# --------------------------------------------------------------------------- hook
+
+
+class Hook(Value):
+    """Base class of the hook kinds: a frozen, validated, hashable value.
 
     Build one from a spec with :meth:`from_spec` or from a kind's class::
 
@@ -63,26 +187,47 @@ class Hook:
         >>> str(hook)
         'tracepoint:syscalls:sys_enter_openat'
 
-    Class data carries the seed table's facts for each kind: ``kind``,
-    ``hooks`` (what it hooks), ``fires`` (when the program runs), ``bcc_entry``,
-    ``stable`` (whether the interface is a stable kernel ABI), ``overhead``
-    (the seed's rating) and ``min_kernel``.
+    A kind declares itself in class data. Its spellings (read by the spec parser and
+    the registry, :mod:`ebpfhooks.hooks`): ``kind`` (the one canonical word: spec
+    prefix, JSON, CLI), ``aliases`` (other words a spec may start with, e.g. ``k``),
+    ``libbpf`` (libbpf ``SEC()`` prefixes), ``options`` (``[key=N]`` it takes),
+    ``example`` (a target, for hints). Its facts: ``hooks`` (what it hooks), ``fires``
+    (when the program runs), ``attach_via`` (what ebpfhooks does to attach it),
+    ``bcc_entry`` (the bcc call that attaches it, or that ``attach_via`` replaces),
+    ``stable`` (a stable kernel ABI?), ``overhead`` (the rating of docs/hooks.md),
+    ``min_kernel``, ``program_type`` (bcc's ``BPF.<TYPE>``) and ``capabilities``.
     """
 
+    __slots__ = ()
+
     kind: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    libbpf: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[tuple[str, ...]] = ()
+    example: ClassVar[str] = ""
+    #: What the target names ("kernel function", "interface"...), for messages.
+    target_noun: ClassVar[str] = ""
+    #: Whether a bare listing word (``ebpfhooks list '*execve*'``) searches this kind.
+    bare: ClassVar[bool] = False
+    #: Whether the target starts with a file path: a kind wildcard reaches this kind
+    #: only through a path (``*:/bin/bash:readline``, never ``*:sched:sched_switch``).
+    by_path: ClassVar[bool] = False
     hooks: ClassVar[str] = ""
     fires: ClassVar[str] = ""
+    attach_via: ClassVar[str] = ""
     bcc_entry: ClassVar[str] = ""
     stable: ClassVar[bool] = False
     overhead: ClassVar[str] = ""
     min_kernel: ClassVar[tuple[int, int]] = (0, 0)
-    #: The bcc program type name (``BPF.KPROBE`` ...) the function is loaded as.
     program_type: ClassVar[str] = ""
-    #: Sets of capabilities any one of which is enough to attach this kind.
-    capabilities: ClassVar[tuple[frozenset[str], ...]] = (
-        frozenset({"CAP_SYS_ADMIN"}),
-        frozenset({"CAP_BPF", "CAP_PERFMON"}),
-    )
+    #: The :mod:`ebpfhooks.kernel.features` probe (or doctor check) this kind needs,
+    #: beside privileges and bcc (``None``: nothing more).
+    feature: ClassVar[str | None] = None
+    #: Sets of capabilities any one of which is enough to attach this kind
+    #: (one table: :mod:`ebpfhooks.caps`).
+    capabilities: ClassVar[tuple[frozenset[str], ...]] = ()
+
+    # -- the kind's grammar and listing ---------------------------------------------
 
     @classmethod
     def from_spec(cls, text: str) -> Hook:
@@ -93,10 +238,10 @@ class Hook:
         >>> Hook.from_spec("kprobe:vfs_read+0x10")
         Kprobe(symbol='vfs_read', module=None, offset=16)
 
-        Raises :class:`ebpfhooks.SpecError` (a ``ValueError``) with a caret
-        under the offending column.
+        Raises :class:`ebpfhooks.SpecError` (a ``ValueError``) with a caret under the
+        offending column.
         """
-        from ebpfhooks.spec import parse
+        from ebpfhooks.hooks import parse
 
         hook = parse(text)
         if cls is not Hook and not isinstance(hook, cls):
@@ -108,6 +253,34 @@ class Hook:
                 hint=f"use Hook.from_spec() for any kind, or write '{cls.kind}:...'",
             )
         return hook
+
+    @classmethod
+    def parse_target(cls, body: Body) -> Self | Pattern:
+        """The kind's target grammar: a hook, or a :class:`Pattern` when ``body.pattern``."""
+        raise NotImplementedError
+
+    @classmethod
+    def bare_pattern(cls, t: SpecText) -> Pattern:
+        """The pattern a bare listing word (all of ``t.text``) means for this kind.
+
+        Only for ``bare`` kinds; raises :class:`SpecError` when the word cannot name a
+        target of this kind.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def list_matching(cls, pattern: Pattern, found: Found) -> None:
+        """Add every hook matching ``pattern`` to ``found``, naming the source used."""
+        raise NotImplementedError
+
+    def spec(self) -> str:
+        """The canonical spec; ``Hook.from_spec(hook.spec()) == hook``."""
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.spec()
+
+    # -- against the running system --------------------------------------------------
 
     def resolve(self) -> Resolution:
         """Check the target against the running system, without attaching."""
@@ -135,12 +308,12 @@ class Hook:
 
     def _require(
         self,
-        feature: str,
         lacking: str,
         missing: str,
         alternative: Callable[[], str | None] | None = None,
     ) -> None:
-        """Raise :class:`ebpfhooks.NotSupportedError` when ``features.<feature>()`` says no.
+        """Raise :class:`ebpfhooks.NotSupportedError` when the probe of the kind's
+        ``feature`` (``features.<feature>()``) says no.
 
         "Could not tell" lets the attach go ahead (the kernel will answer).
         """
@@ -148,7 +321,8 @@ class Hook:
         from ebpfhooks.kernel import features
         from ebpfhooks.kernel.features import FeatureStatus
 
-        result = getattr(features, feature)()
+        assert self.feature is not None
+        result = getattr(features, self.feature)()
         if result.status is FeatureStatus.NO:
             raise NotSupportedError(
                 f"{self} cannot attach: this kernel has no {lacking} ({result.reason})",
@@ -159,36 +333,33 @@ class Hook:
     def check_privileges(self) -> None:
         """Raise :class:`ebpfhooks.HookPermissionError` naming the capability that is missing.
 
-        Reads the effective capabilities of this process (``CapEff`` in
-        /proc/self/status); one of the sets in ``capabilities`` must be held.
+        Reads the effective capabilities of this thread; one of the sets in
+        ``capabilities`` must be held.
         """
-        from ebpfhooks.errors import HookPermissionError
-        from ebpfhooks.kernel.features import capabilities
+        from ebpfhooks.caps import require
 
-        have = capabilities()
-        if any(needed <= have for needed in self.capabilities):
-            return
-        options = " or ".join("+".join(sorted(s)) for s in self.capabilities)
-        missing = sorted(min(self.capabilities, key=lambda s: len(s - have)) - have)
-        raise HookPermissionError(
-            f"attaching {self} needs {options}; this process lacks {', '.join(missing)}: "
-            "run as root (sudo) or grant the capabilities "
-            "(e.g. setcap cap_bpf,cap_perfmon,cap_net_admin+ep on the interpreter)",
-            capability=missing[0],
-        )
+        require(self.capabilities, f"attaching {self}")
+
+    def info_facts(self, facts: dict[str, Any], text: list[str]) -> None:
+        """Add what ``ebpfhooks.info`` reports for this kind (JSON facts, text lines)."""
+
+    # -- attaching -------------------------------------------------------------------
 
     def attach(self, prog: Program | Any, fn_name: str | None = None) -> Link:
-        """Resolve the hook and attach ``prog`` to it; return the owning :class:`Link`.
+        """Resolve the hook and attach ``prog`` to it; return the owning :class:`ebpfhooks.Link`.
 
-        ``prog`` is a :class:`Program`, or a bcc ``BPF`` object with ``fn_name``.
-        The link stays attached until ``link.detach()``, the end of a ``with``
-        block, or interpreter exit (not garbage collection).
+        ``prog`` is an :class:`ebpfhooks.Program`, or a bcc ``BPF`` object with
+        ``fn_name``. The link stays attached until ``link.detach()``, the end of a
+        ``with`` block, or interpreter exit (not garbage collection).
 
-        Raises :class:`ebpfhooks.NotSupportedError` when the kernel cannot do
-        this kind, a ``LookupError`` subclass when the target is missing,
+        Raises :class:`ebpfhooks.ProgramTypeError` when ``prog`` is not a program,
+        :class:`ebpfhooks.NotSupportedError` when the kernel cannot do this kind, a
+        ``LookupError`` subclass when the target is missing,
         :class:`ebpfhooks.HookPermissionError` without the needed capability and
         :class:`ebpfhooks.AttachError` when the kernel refuses.
         """
+        from ebpfhooks.hooks.link import Program
+
         program = Program.coerce(prog, fn_name)
         self.check_privileges()
         self.check_supported()
@@ -196,382 +367,43 @@ class Hook:
 
     def _attach_checked(self, program: Program, resolution: Resolution) -> Link:
         """Attach once privileges, kernel support and the target have been checked."""
-        detach, fd = self._attach_resolved(program, resolution)
-        return Link(self, resolution, program, detach, fd=fd)
+        from ebpfhooks.hooks.link import Link
 
-    def _attach_resolved(
-        self, program: Program, resolution: Resolution
-    ) -> tuple[Callable[[], None], int | None]:
-        raise NotImplementedError
+        return Link(self, resolution, program, self._attach_resolved(program, resolution))
 
-    def __str__(self) -> str:
-        return self.spec()
-
-    def spec(self) -> str:
-        """The canonical spec; ``Hook.from_spec(hook.spec()) == hook``."""
+    def _attach_resolved(self, program: Program, resolution: Resolution) -> Any:
+        """Make the attachment; return the adapter's :class:`ebpfhooks._bcc.Attachment`."""
         raise NotImplementedError
 
 
-def check_fn_name(value: object) -> str:
-    """Return ``value`` if it can name a BPF function (a C identifier), else raise.
+class Found:
+    """What a listing found: specs (with the fields that build each hook), sources, notes.
 
-    >>> check_fn_name("on_open")
-    'on_open'
-
-    Raises :class:`ebpfhooks.ProgramError` naming the value.
-    """
-    if not isinstance(value, str) or not _C_IDENT.match(value):
-        raise ProgramError(
-            f"program function name {value!r} is not a C identifier; "
-            "pass the name of a function defined in the BPF source, "
-            "e.g. Program(bpf, 'on_open')"
-        )
-    return value
-
-
-def is_bcc_module(obj: object) -> bool:
-    """True for a compiled bcc ``BPF`` module (or a stand-in with its loading interface)."""
-    return callable(getattr(obj, "load_func", None)) and isinstance(getattr(obj, "funcs", None),
-                                                                    dict)
-
-
-def _not_a_program(obj: object, where: str) -> ProgramError:
-    from ebpfhooks.errors import ProgramTypeError
-
-    shown = repr(obj)
-    shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    msg = (f"{where} needs a compiled bcc module or an ebpfhooks.Program, got "
-           f"{type(obj).__name__} {shown}")
-    if isinstance(obj, (str, bytes)):
-        msg += ("; a C source is compiled by bcc first: prog = BPF(text=SOURCE), then "
-                "hook.attach(prog, fn_name='on_event')")
-    else:
-        msg += ("; accepted: a bcc BPF object (from bcc import BPF; prog = BPF(text=SOURCE)) "
-                "with fn_name, or ebpfhooks.Program(prog, 'on_event')")
-    return ProgramTypeError(msg)
-
-
-@attrs.frozen
-class Program:
-    """A function in a compiled bcc ``BPF`` module, ready to attach.
-
-    >>> from bcc import BPF                                  # doctest: +SKIP
-    >>> prog = Program(BPF(text=SOURCE), "on_open")          # doctest: +SKIP
-
-    ``fn_name`` must be a C identifier; whether the module defines it is checked
-    when the program is attached (:class:`ebpfhooks.ProgramError` lists the
-    functions it does define). The ``BPF`` object stays the caller's: close it
-    with ``bpf.cleanup()`` (or use it as a context manager) when done.
-
-    Raises :class:`ebpfhooks.ProgramTypeError` (a ``ProgramError`` and a ``TypeError``)
-    when ``bpf`` is not a bcc module (``None``, a C source string...).
+    Kinds add to it in :meth:`Hook.list_matching`; ``cache`` is shared by the kinds of
+    one search (kprobe and kretprobe read the kernel's function names once).
     """
 
-    bpf: Any = attrs.field(eq=False)
-    fn_name: str = attrs.field()
+    __slots__ = ("cache", "include_unsupported", "notes", "sources", "specs")
 
-    @bpf.validator
-    def _check_bpf(self, _attr: attrs.Attribute[Any], value: object) -> None:
-        if not is_bcc_module(value):
-            raise _not_a_program(value, "Program(bpf, fn_name)")
+    def __init__(self, include_unsupported: bool = False) -> None:
+        self.include_unsupported = include_unsupported
+        self.specs: dict[str, tuple[type[Hook], tuple[object, ...], dict[str, Any] | None]] = {}
+        self.sources: dict[str, str] = {}
+        self.notes: list[str] = []
+        self.cache: dict[str, Any] = {}
 
-    @fn_name.validator
-    def _check_fn_name(self, _attr: attrs.Attribute[str], value: str) -> None:
-        check_fn_name(value)
+    def add(self, spec: str, kind: type[Hook], *args: object, **kwargs: Any) -> None:
+        """One hook: its canonical spec and the arguments that build it, unchecked yet
+        (``kind(*args, **kwargs)``, only when :meth:`hooks` is asked for)."""
+        self.specs[spec] = (kind, args, kwargs or None)
 
-    @classmethod
-    def coerce(cls, prog: Program | Any, fn_name: str | None) -> Program:
-        """Accept a :class:`Program`, or a bcc ``BPF`` object plus ``fn_name``."""
-        if isinstance(prog, Program):
-            if fn_name is not None and fn_name != prog.fn_name:
-                raise ProgramError(
-                    f"fn_name={fn_name!r} given with Program(..., {prog.fn_name!r}); "
-                    "pass one or the other"
-                )
-            return prog
-        if not is_bcc_module(prog):
-            raise _not_a_program(prog, "attach()")
-        if fn_name is None:
-            raise ProgramError(
-                "attach() got a BPF object without fn_name; "
-                "pass attach(bpf, fn_name='...') or attach(ebpfhooks.Program(bpf, '...'))"
-            )
-        return cls(prog, fn_name)
+    def note(self, text: str) -> None:
+        """Say what was left out and why (once)."""
+        if text not in self.notes:
+            self.notes.append(text)
 
-
-_live_links: set[Link] = set()
-_live_lock = threading.Lock()
-_atexit_registered = False
-
-
-def _detach_all_at_exit() -> None:
-    with _live_lock:
-        links = list(_live_links)
-    for link in links:
-        with contextlib.suppress(Exception):  # at exit, detach everything we can
-            link.detach()
-
-
-#: Signals whose default action (terminate without cleanup) is turned into
-#: ``SystemExit`` at the first attach, so ``with`` blocks unwind and atexit runs.
-EXIT_SIGNALS = ("SIGTERM", "SIGHUP")
-
-
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    # 128 + signum is what a shell reports for a process killed by the signal
-    raise SystemExit(128 + signum)
-
-
-def _install_signal_handlers() -> None:
-    """Make SIGTERM/SIGHUP exit through Python (SystemExit) where nobody else handles them.
-
-    Only a signal whose handler is still ``SIG_DFL`` is touched, and only from the
-    main thread (Python allows no other); user handlers and ``SIG_IGN`` are left
-    alone. SIGINT needs nothing: Python already raises ``KeyboardInterrupt``.
-    Set ``EBPFHOOKS_SIGNALS=0`` to leave every handler alone.
-    """
-    if os.environ.get("EBPFHOOKS_SIGNALS", "1").strip() in ("0", "no", "false"):
-        return
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for name in EXIT_SIGNALS:
-        signum = getattr(signal, name, None)
-        if signum is None:
-            continue
-        with contextlib.suppress(ValueError, OSError):
-            if signal.getsignal(signum) is signal.SIG_DFL:
-                signal.signal(signum, _exit_on_signal)
-
-
-def _forget_links_in_child() -> None:
-    # A forked child does not own its parent's links: it must not detach them at exit.
-    global _live_lock
-    _live_lock = threading.Lock()
-    _live_links.clear()
-
-
-def _register(link: Link) -> None:
-    # Registered at the first attach, i.e. after the BPF object registered bcc's
-    # own atexit cleanup; atexit runs in reverse, so ours runs before bcc's.
-    global _atexit_registered
-    with _live_lock:
-        _live_links.add(link)
-        first = not _atexit_registered
-        if first:
-            atexit.register(_detach_all_at_exit)
-            os.register_at_fork(after_in_child=_forget_links_in_child)
-            _atexit_registered = True
-    if first:
-        _install_signal_handlers()
-
-
-def live_links() -> list[Link]:
-    """The links of this process that are still attached."""
-    with _live_lock:
-        return list(_live_links)
-
-
-class _DetachOnExit:
-    """``with`` support for anything owning attachments: the block's end calls ``detach()``."""
-
-    __slots__ = ()
-
-    def detach(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.detach()
-
-
-class Link(_DetachOnExit):
-    """An attachment owned by this process: detach it, or let ``with`` do it.
-
-    >>> with hook.attach(prog) as link:                     # doctest: +SKIP
-    ...     assert link.attached
-    >>> link.attached                                       # doctest: +SKIP
-    False
-
-    ``detach()`` twice is harmless. Links still attached at interpreter exit
-    are detached then (XDP programs and raw sockets included, which bcc's own
-    cleanup leaves behind). At the first attach, SIGTERM and SIGHUP are made
-    to raise ``SystemExit`` if their handler is still the default one, so a
-    terminated process unwinds and detaches too (``EBPFHOOKS_SIGNALS=0`` turns
-    this off; your own handlers are never replaced). After ``fork()`` the
-    child does not own (and will not detach) the parent's links.
-
-    ``fd`` is the raw socket's file descriptor for ``raw_socket`` hooks (read
-    packets from it), the bpf_link's fd for ``xdp`` hooks attached through a
-    link, ``None`` otherwise. ``hook``, ``resolution`` and ``program`` say what
-    was attached where; ``passed_over`` lists, for a link made by a fallback chain
-    (:func:`ebpfhooks.first_of`), each hook passed over with the error that ruled
-    it out (empty otherwise).
-    """
-
-    __slots__ = ("_detach", "_lock", "fd", "hook", "passed_over", "program", "resolution")
-
-    def __init__(
-        self,
-        hook: Hook,
-        resolution: Resolution,
-        program: Program,
-        detach: Callable[[], None],
-        *,
-        fd: int | None = None,
-    ) -> None:
-        self.hook = hook
-        self.resolution = resolution
-        self.program = program
-        self.fd = fd
-        #: For a link made by a fallback chain: the hooks passed over, with why.
-        self.passed_over: tuple[tuple[Hook, Exception], ...] = ()
-        self._detach: Callable[[], None] | None = detach
-        self._lock = threading.Lock()
-        _register(self)
-
-    @property
-    def attached(self) -> bool:
-        """True until :meth:`detach` has run."""
-        return self._detach is not None
-
-    def detach(self) -> None:
-        """Detach the program from the hook; calling it again does nothing.
-
-        Raises :class:`ebpfhooks.AttachError` if the kernel refuses (the link is
-        then still considered attached, so a retry is possible).
-        """
-        with self._lock:
-            detach = self._detach
-            if detach is None:
-                return
-            detach()
-            self._detach = None
-            self.fd = None
-        with _live_lock:
-            _live_links.discard(self)
-
-    def __repr__(self) -> str:
-        state = "attached" if self.attached else "detached"
-        return f"<Link {self.hook} -> {self.program.fn_name} ({state})>"
-
-
-def check_and_resolve(hooks: Sequence[Hook], fatal: Callable[[Exception], bool] = bool
-                      ) -> list[Resolution | Exception]:
-    """Privileges and kernel support once per kind, then every target, in bulk per kind.
-
-    >>> check_and_resolve([])
-    []
-
-    Returns each hook's resolution or the error that stops it; when an error for which
-    ``fatal(err)`` is true (by default: any) is found, the first such error in the
-    hooks' order is raised instead.
-    """
-    from ebpfhooks.errors import EbpfHooksError
-
-    results: list[Resolution | Exception | None] = [None] * len(hooks)
-    by_kind: dict[type[Hook], list[int]] = {}
-    for i, hook in enumerate(hooks):
-        by_kind.setdefault(type(hook), []).append(i)
-    for kind, idxs in by_kind.items():
-        try:
-            hooks[idxs[0]].check_privileges()
-            hooks[idxs[0]].check_supported()
-        except EbpfHooksError as err:
-            for i in idxs:
-                results[i] = err
-            continue
-        for i, res in zip(idxs, kind._resolve_batch([hooks[i] for i in idxs]), strict=True):
-            results[i] = res
-    for outcome in results:
-        if isinstance(outcome, Exception) and fatal(outcome):
-            raise outcome
-    assert all(r is not None for r in results)
-    return cast("list[Resolution | Exception]", results)
-
-
-class LinkGroup(_DetachOnExit):
-    """Several links owned together: detached together, in reverse order.
-
-    >>> with LinkGroup.attach_all(hooks, prog) as group:        # doctest: +SKIP
-    ...     print(len(group), "attached")
-
-    ``attach_all`` is all-or-nothing by default: if one attach fails, the
-    ones already made are detached and the error is raised. With
-    ``optional=True`` a hook that cannot attach (missing target, kernel
-    without the feature) is recorded in :attr:`skipped` with its error and the
-    rest go on (bpftrace's ``missing_probes = warn``).
-    """
-
-    __slots__ = ("links", "skipped")
-
-    def __init__(self, links: list[Link] | None = None,
-                 skipped: list[tuple[Hook, Exception]] | None = None) -> None:
-        self.links: list[Link] = list(links or [])
-        self.skipped: list[tuple[Hook, Exception]] = list(skipped or [])
-
-    @classmethod
-    def attach_all(
-        cls,
-        hooks: list[Hook] | tuple[Hook, ...],
-        prog: Program | Any,
-        fn_name: str | None = None,
-        *,
-        optional: bool = False,
-    ) -> LinkGroup:
-        """Attach ``prog`` to every hook; see the class docs for failures."""
-        from ebpfhooks.errors import EbpfHooksError, HookPermissionError, ProgramError
-
-        program = Program.coerce(prog, fn_name)
-        group = cls()
-
-        def fatal(err: Exception) -> bool:
-            # a missing privilege or a bad program fails every hook alike: never optional
-            return not optional or isinstance(err, (HookPermissionError, ProgramError))
-
-        try:
-            # every target is checked before the kernel is asked for anything
-            for hook, outcome in zip(hooks, check_and_resolve(hooks, fatal), strict=True):
-                try:
-                    if isinstance(outcome, Exception):
-                        raise outcome
-                    group.links.append(hook._attach_checked(program, outcome))
-                except EbpfHooksError as err:
-                    if fatal(err):
-                        raise
-                    group.skipped.append((hook, err))
-        except BaseException:
-            group.detach()
-            raise
-        return group
-
-    @property
-    def attached(self) -> bool:
-        """True while any link of the group is attached."""
-        return any(link.attached for link in self.links)
-
-    def detach(self) -> None:
-        """Detach every link (last attached first); errors are raised after trying all."""
-        first: BaseException | None = None
-        for link in reversed(self.links):
-            try:
-                link.detach()
-            except Exception as err:  # keep going: detach what we can
-                first = first or err
-        if first is not None:
-            raise first
-
-    def __iter__(self) -> Iterator[Link]:
-        return iter(self.links)
-
-    def __len__(self) -> int:
-        return len(self.links)
-
-    def __repr__(self) -> str:
-        return f"<LinkGroup {len(self.links)} links, {len(self.skipped)} skipped>"
+    def hooks(self) -> Iterator[Hook]:
+        """The hooks found, in spec order, built from their arguments."""
+        for spec in sorted(self.specs):
+            kind, args, kwargs = self.specs[spec]
+            yield kind(*args, **(kwargs or {}))

@@ -1,30 +1,51 @@
 """Kernel function probes: :class:`Kprobe` (entry) and :class:`Kretprobe` (return).
 
-Entry and return share one class family and one attach path
-(:class:`KernelFunctionHook`); the return probe adds ``maxactive``, the entry
-probe an ``offset``.
+Entry and return share one class family (:class:`KernelFunctionHook`): one grammar, one
+listing source, one resolution and one attach path; the return probe adds
+``maxactive``, the entry probe an ``offset``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import ClassVar
 
-import attrs
-
-from ebpfhooks import _bcc
+from ebpfhooks import caps
 from ebpfhooks.errors import (
     AmbiguousSymbolError,
+    EbpfHooksError,
     NotSupportedError,
     SpecError,
     SymbolNotFoundError,
 )
-from ebpfhooks.hooks._fields import non_negative, optional, validated
-from ebpfhooks.hooks.base import Hook, Program, Resolution
+from ebpfhooks.hooks.base import (
+    Found,
+    Hook,
+    Pattern,
+    Resolution,
+    non_negative,
+    optional_text,
+    text_field,
+)
 from ebpfhooks.names import check_kernel_symbol, check_module
 
-__all__ = ["KernelFunctionHook", "Kprobe", "KprobeResolution", "Kretprobe"]
+TYPE_CHECKING = False  # typing is not imported at run time (`ebpfhooks list` starts fast)
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, Self
+
+    from ebpfhooks._bcc import Attachment
+    from ebpfhooks.hooks.link import Program
+    from ebpfhooks.kernel.kallsyms import Kallsyms, KSym
+    from ebpfhooks.spec import Body, SpecText
+
+__all__ = [
+    "KNOWN_STABLE",
+    "SYSCALL_PREFIXES",
+    "KernelFunctionHook",
+    "Kprobe",
+    "KprobeResolution",
+    "Kretprobe",
+    "stable_alternative",
+]
 
 #: Prefixes the kernel puts before a syscall's name in its entry function.
 SYSCALL_PREFIXES = (
@@ -33,21 +54,29 @@ SYSCALL_PREFIXES = (
     "__riscv_sys_", "__se_sys_", "__do_sys_", "sys_",
 )
 
+KALLSYMS = "/proc/kallsyms"
 
-@attrs.frozen
+
 class KprobeResolution(Resolution):
     """A kernel function found in /proc/kallsyms.
 
-    ``symbol`` is the name that will be probed (it may differ from the hook's:
-    the syscall wrapper ``__x64_sys_openat`` for ``sys_openat``, a unique
-    ``.isra.0`` clone), ``address`` its address (``None`` when kallsyms hides
-    addresses), ``type`` the kallsyms type letter, ``module`` its module.
+    ``symbol`` is the name that will be probed (it may differ from the hook's: the
+    syscall wrapper ``__x64_sys_openat`` for ``sys_openat``, a unique ``.isra.0``
+    clone), ``address`` its address (``None`` when kallsyms hides addresses), ``type``
+    the kallsyms type letter, ``module`` its module.
     """
 
-    symbol: str = attrs.field(kw_only=True)
-    address: int | None = attrs.field(kw_only=True)
-    type: str = attrs.field(kw_only=True)
-    module: str | None = attrs.field(kw_only=True, default=None)
+    __slots__ = ("address", "module", "symbol", "type")
+    _fields = ("hook", "note", "symbol", "address", "type", "module")
+    symbol: str
+    address: int | None
+    type: str
+    module: str | None
+
+    def __init__(self, hook: Hook, *, symbol: str, address: int | None, type: str,
+                 module: str | None = None, note: str | None = None) -> None:
+        self._init(hook=hook, note=note, symbol=symbol, address=address, type=type,
+                   module=module)
 
     def describe(self) -> str:
         where = f"{self.address:#x}" if self.address is not None else "address hidden"
@@ -55,33 +84,104 @@ class KprobeResolution(Resolution):
         return f"{self.hook} -> {self.symbol} ({self.type}, {where}){mod}"
 
 
-@attrs.frozen
 class KernelFunctionHook(Hook):
     """A probe on a kernel function: the shared half of kprobe and kretprobe.
 
     Minimum kernel: 4.1 (BPF programs on kprobes); needs CONFIG_KPROBES.
     """
 
-    symbol: str = attrs.field(validator=validated(check_kernel_symbol, "kernel symbol"))
-    module: str | None = attrs.field(
-        default=None, kw_only=True, validator=optional(check_module, "kernel module")
-    )
+    __slots__ = ("module", "symbol")
+    symbol: str
+    module: str | None
 
+    example = "do_sys_openat2"
+    target_noun = "kernel function"
+    bare = True
     hooks = "kernel function"
-    bcc_entry = "attach_kprobe"
+    attach_via = "bcc attach_kprobe (the kprobe PMU, else tracefs kprobe_events)"
     stable = False
     overhead = "very low"
     min_kernel = (4, 1)
     program_type = "KPROBE"
+    feature = "kprobes"
+    capabilities = caps.TRACING
     is_return: ClassVar[bool] = False
+
+    def _init_function(self, symbol: object, module: object) -> dict[str, Any]:
+        return {"symbol": text_field(symbol, check_kernel_symbol, "kernel symbol"),
+                "module": optional_text(module, check_module, "kernel module")}
+
+    # -- grammar ---------------------------------------------------------------------
+
+    @classmethod
+    def parse_target(cls, body: Body) -> Self | Pattern:
+        """``[module ":"] function ["+" offset]`` (no offset on a return probe; libbpf's
+        ``kprobe/function[+offset]`` takes no module; no offset in a pattern)."""
+        t = body.t
+        start, end = body.start, body.end
+        module = None
+        colon = body.rfind(":")
+        if colon != -1:
+            if body.libbpf:
+                raise body.error(colon, colon + 1, "libbpf's kprobe/ form takes no module",
+                                 f"write {cls.kind}:MODULE:FUNCTION")
+            extra = body.find(":", start, colon)
+            if extra != -1:
+                raise body.error(colon, colon + 1, "too many ':' parts",
+                                 f"expected {cls.kind}:[module:]function")
+            module = t.name(start, colon, check_module)
+            start = colon + 1
+            if start >= end:
+                raise body.error(start, start + 1, "missing function name after the module")
+        name_end, offset, off_at = t.split_offset(start, end)
+        name = t.name(start, name_end, check_kernel_symbol)
+        if body.pattern:
+            return Pattern(cls, module=module, function=name)
+        if cls.is_return and off_at != end:
+            raise body.error(off_at, end, "offset not allowed on a kretprobe",
+                             "a return probe fires when the function returns; "
+                             f"use kprobe:{name}{t.text[off_at:end]} for an offset")
+        return cls._from_target(name, offset, module, body.options)
+
+    @classmethod
+    def _from_target(cls, name: str, offset: int, module: str | None,
+                     options: dict[str, int]) -> Self:
+        raise NotImplementedError
+
+    @classmethod
+    def bare_pattern(cls, t: SpecText) -> Pattern:
+        """A bare word is a kernel function name pattern."""
+        return Pattern(cls, module=None, function=t.name(0, len(t.text), check_kernel_symbol))
+
+    @classmethod
+    def list_matching(cls, pattern: Pattern, found: Found) -> None:
+        """Kernel functions: ``available_filter_functions`` minus the kprobe blacklist
+        where kprobes work and that file is readable, else /proc/kallsyms text symbols; on
+        a kernel without kprobes, nothing unless ``include_unsupported`` (a note says so)."""
+        from ebpfhooks.spec import matcher
+
+        names, source = _kernel_functions(found)
+        found.sources[cls.kind] = source
+        mod_ok, ok = matcher(pattern["module"]), matcher(pattern["function"])
+        assert ok is not None
+        for mod, name in names:
+            if ok(name) and (mod_ok is None or (mod is not None and mod_ok(mod))):
+                found.add(f"{cls.kind}:{mod}:{name}" if mod else f"{cls.kind}:{name}",
+                          cls, name, module=mod)
+
+    def _prefix(self) -> str:
+        mod = f"{self.module}:" if self.module else ""
+        return f"{self.kind}:{mod}{self.symbol}"
+
+    # -- against the running system --------------------------------------------------
 
     def check_supported(self) -> None:
         """Raise :class:`NotSupportedError` when the kernel has no kprobes.
 
         The error names the missing feature and, where one exists, the stable
-        tracepoint to use instead (the seed's advice).
+        tracepoint to use instead (the syscall's exit for a return probe).
         """
-        self._require("kprobes", "kprobe support", "CONFIG_KPROBES",
+        self._require("kprobe support", "CONFIG_KPROBES",
                       lambda: stable_alternative(self.symbol, ret=self.is_return))
 
     def resolve(self) -> KprobeResolution:
@@ -94,10 +194,10 @@ class KernelFunctionHook(Hook):
         :class:`AmbiguousSymbolError` when several clones match, and
         :class:`NotSupportedError` for a blacklisted function.
         """
-        from ebpfhooks.kernel.kallsyms import kallsyms
+        from ebpfhooks.kernel.kallsyms import index
         from ebpfhooks.kernel.tracefs import kprobe_blacklist
 
-        ks = kallsyms()
+        ks = index()
         name = self.symbol
         note = None
         entries = [e for e in ks.lookup(name) if e.is_function]
@@ -106,20 +206,7 @@ class KernelFunctionHook(Hook):
         if not entries:
             found = self._alternate_name(ks)
             if found is None:
-                data = ks.lookup(name)
-                hint = None
-                if data and self.module is None:
-                    hint = (f"{name} is a {data[0].type_description} symbol (type "
-                            f"{data[0].type}), not a function: kprobes need type T or t")
-                elif self.module is not None and ks.lookup(name):
-                    mods = sorted({e.module or "vmlinux" for e in ks.lookup(name)})
-                    hint = f"{name} is in {', '.join(mods)}, not in module {self.module}"
-                raise SymbolNotFoundError(
-                    name,
-                    where="/proc/kallsyms" + (f" (module {self.module})" if self.module else ""),
-                    candidates=[] if hint else ks.close_matches(name),
-                    hint=hint or "list kernel functions with: ebpfhooks list --all 'kprobe:*PART*'",
-                )
+                raise self._not_found(ks)
             name, note = found
             entries = [e for e in ks.lookup(name) if e.is_function]
         if name in kprobe_blacklist():
@@ -139,11 +226,25 @@ class KernelFunctionHook(Hook):
             note=note,
         )
 
-    def _alternate_name(self, ks: object) -> tuple[str, str] | None:
-        """The syscall wrapper or the unique compiler clone this name means, with a note."""
-        from ebpfhooks.kernel.kallsyms import Kallsyms
+    def _not_found(self, ks: Kallsyms) -> SymbolNotFoundError:
+        name = self.symbol
+        data = ks.lookup(name)
+        hint = None
+        if data and self.module is None:
+            hint = (f"{name} is a {data[0].type_description} symbol (type "
+                    f"{data[0].type}), not a function: kprobes need type T or t")
+        elif self.module is not None and data:
+            mods = sorted({e.module or "vmlinux" for e in data})
+            hint = f"{name} is in {', '.join(mods)}, not in module {self.module}"
+        return SymbolNotFoundError(
+            name,
+            where=KALLSYMS + (f" (module {self.module})" if self.module else ""),
+            candidates=[] if hint else ks.close_matches(name),
+            hint=hint or "list kernel functions with: ebpfhooks list --all 'kprobe:*PART*'",
+        )
 
-        assert isinstance(ks, Kallsyms)
+    def _alternate_name(self, ks: Kallsyms) -> tuple[str, str] | None:
+        """The syscall wrapper or the unique compiler clone this name means, with a note."""
         name = self.symbol
         for prefix in SYSCALL_PREFIXES:
             if name.startswith(prefix):
@@ -162,11 +263,54 @@ class KernelFunctionHook(Hook):
             )
         return None
 
-    def _attach_resolved(
-        self, program: Program, resolution: Resolution
-    ) -> tuple[Callable[[], None], int | None]:
+    def info_facts(self, facts: dict[str, Any], text: list[str]) -> None:
+        """Its /proc/kallsyms record(s), whether ``available_filter_functions`` has it, the
+        kprobe blacklist, the stable alternative and its C signature from BTF."""
+        from ebpfhooks.kernel.kallsyms import read, select
+        from ebpfhooks.kernel.tracefs import available_filter_functions, kprobe_blacklist
+
+        def records(name: str) -> list[KSym]:
+            mod = self.module
+            return select(read(), name.__eq__, module=None if mod is None else mod.__eq__)
+
+        syms = records(self.symbol)
+        if not syms:
+            syms = records(self.resolve().symbol)  # SymbolNotFoundError with close names
+        facts["kallsyms"] = [ksym_dict(s) for s in syms]
+        text.extend(f"    kallsyms: {ksym_line(s)}" for s in syms)
+        names = [self.symbol, *(s.name for s in syms)]  # BTF is looked up by these
+        try:
+            res = self.resolve()
+            facts["resolves_to"] = str(res)
+            text.append(f"    resolves to: {res}")
+            names.insert(0, res.symbol)
+        except EbpfHooksError as err:
+            facts["resolves_to"] = None
+            facts["resolve_error"] = str(err)
+            text.append(f"    does not resolve: {str(err).splitlines()[0]}")
+        funcs = available_filter_functions()
+        traceable = None if funcs is None else self.symbol in funcs
+        facts["in_available_filter_functions"] = traceable
+        text.append("    in available_filter_functions: "
+                    + ("unknown (the file is not readable here)" if traceable is None
+                       else "yes" if traceable else "no (inlined, notrace or not a function)"))
+        black = self.symbol in kprobe_blacklist()
+        facts["blacklisted"] = black
+        text.append(f"    on the kprobe blacklist: {'yes' if black else 'no'}")
+        alt = stable_alternative(self.symbol, ret=self.is_return)
+        facts["stable_alternative"] = alt
+        if alt:
+            text.append(f"    stable alternative: {alt}")
+        sig = btf_signature(names)
+        facts["btf_signature"] = sig
+        text.append(f"    signature: {sig}" if sig else
+                    "    signature: unknown (no BTF for it in /sys/kernel/btf/vmlinux)")
+
+    def _attach_resolved(self, program: Program, resolution: Resolution) -> Attachment:
+        from ebpfhooks import _bcc
+
         assert isinstance(resolution, KprobeResolution)
-        detach = _bcc.attach_kprobe(
+        return _bcc.attach_kprobe(
             program.bpf,
             program.fn_name,
             resolution.symbol,
@@ -175,14 +319,8 @@ class KernelFunctionHook(Hook):
             maxactive=getattr(self, "maxactive", 0),
             what=str(self),
         )
-        return detach, None
-
-    def _prefix(self) -> str:
-        mod = f"{self.module}:" if self.module else ""
-        return f"{self.kind}:{mod}{self.symbol}"
 
 
-@attrs.frozen
 class Kprobe(KernelFunctionHook):
     """Kernel function entry: ``kprobe:[module:]function[+offset]``.
 
@@ -196,18 +334,30 @@ class Kprobe(KernelFunctionHook):
     prefer a tracepoint when one exists. Minimum kernel 4.1, CONFIG_KPROBES.
     """
 
-    offset: int = attrs.field(default=0, validator=non_negative("kprobe offset"))
+    __slots__ = ("offset",)
+    _fields = ("symbol", "module", "offset")
+    offset: int
 
     kind = "kprobe"
+    aliases = ("k",)
+    libbpf = ()
     fires = "at the start of a kernel function call"
     bcc_entry = "attach_kprobe"
+
+    def __init__(self, symbol: str, offset: int = 0, *, module: str | None = None) -> None:
+        self._init(**self._init_function(symbol, module),
+                   offset=non_negative(offset, "kprobe offset"))
+
+    @classmethod
+    def _from_target(cls, name: str, offset: int, module: str | None,
+                     options: dict[str, int]) -> Self:
+        return cls(name, offset, module=module)
 
     def spec(self) -> str:
         """``kprobe:[module:]symbol[+0xOFF]``."""
         return self._prefix() + (f"+{self.offset:#x}" if self.offset else "")
 
 
-@attrs.frozen
 class Kretprobe(KernelFunctionHook):
     """Kernel function return: ``kretprobe:[module:]function[maxactive=N]``.
 
@@ -219,23 +369,143 @@ class Kretprobe(KernelFunctionHook):
     default). Minimum kernel 4.1, CONFIG_KPROBES.
     """
 
-    maxactive: int = attrs.field(default=0, kw_only=True,
-                                 validator=non_negative("kretprobe maxactive"))
+    __slots__ = ("maxactive",)
+    _fields = ("symbol", "module", "maxactive")
+    maxactive: int
 
     kind = "kretprobe"
+    aliases = ("kr",)
+    libbpf = ()
+    options = ("maxactive",)
     fires = "when a kernel function returns"
     bcc_entry = "attach_kretprobe"
+    attach_via = "bcc attach_kretprobe (the kprobe PMU, else tracefs kprobe_events)"
+    bare = False  # a bare word lists a function once, as its entry (bpftrace -l does too)
     is_return = True
 
-    @maxactive.validator
-    def _check_maxactive(self, _attr: object, value: int) -> None:
-        if value > 4096:  # KRETPROBE_MAXACTIVE_MAX
-            raise SpecError(f"kretprobe maxactive {value} is above the kernel's limit 4096")
+    def __init__(self, symbol: str, *, module: str | None = None, maxactive: int = 0) -> None:
+        maxactive = non_negative(maxactive, "kretprobe maxactive")
+        if maxactive > 4096:  # KRETPROBE_MAXACTIVE_MAX
+            raise SpecError(f"kretprobe maxactive {maxactive} is above the kernel's limit 4096")
+        self._init(**self._init_function(symbol, module), maxactive=maxactive)
+
+    @classmethod
+    def _from_target(cls, name: str, offset: int, module: str | None,
+                     options: dict[str, int]) -> Self:
+        return cls(name, module=module, maxactive=options.get("maxactive", 0))
 
     def spec(self) -> str:
         """``kretprobe:[module:]symbol[[maxactive=N]]``."""
         return self._prefix() + (f"[maxactive={self.maxactive}]" if self.maxactive else "")
 
+
+# --------------------------------------------------------------------------- listing source
+
+
+def kprobes_supported() -> bool:
+    """Cheap form of ``features.kprobes()`` (which may decompress /proc/config.gz)."""
+    import os
+
+    from ebpfhooks.kernel.features import PMU_DIR
+    from ebpfhooks.kernel.mounts import tracefs_root
+
+    if os.path.exists(PMU_DIR / "kprobe"):
+        return True
+    try:
+        return (tracefs_root() / "kprobe_events").exists()
+    except EbpfHooksError:
+        from ebpfhooks.kernel import features
+        from ebpfhooks.kernel.features import FeatureStatus
+
+        return features.kprobes().status is not FeatureStatus.NO
+
+
+def _kernel_functions(found: Found) -> tuple[list[tuple[str | None, str]], str]:
+    """(module, name) of every kernel function a kprobe could name, and where from.
+
+    Read once per listing (``found.cache``): kprobe and kretprobe patterns share it.
+    """
+    cached = found.cache.get("kernel_functions")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    supported = kprobes_supported()
+    names: list[tuple[str | None, str]] | None = None
+    source = ""
+    if not supported and not found.include_unsupported:
+        found.note("kprobe/kretprobe hooks not listed: this kernel has no kprobes "
+                   "(CONFIG_KPROBES; see `ebpfhooks doctor`); `ebpfhooks list --all` "
+                   "(include_unsupported=True) lists its functions from /proc/kallsyms")
+        names, source = [], "none (kprobes not supported)"
+    elif supported:
+        from ebpfhooks.kernel.tracefs import kprobe_blacklist, tracefs_root
+
+        try:
+            path = tracefs_root() / "available_filter_functions"
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+            black = kprobe_blacklist()
+            names = [(m, n) for m, n in _filter_functions_with_modules(text)
+                     if n not in black and check_kernel_symbol(n) is None]
+            source = f"{path} minus <debugfs>/kprobes/blacklist"
+        except (OSError, EbpfHooksError):
+            names = None
+    if names is None:
+        from ebpfhooks.kernel.kallsyms import functions, read
+
+        names = functions(read())
+        source = f"{KALLSYMS} (function symbols T/t/W/w)"
+        if not supported:
+            source += ", listed although this kernel cannot attach kprobes"
+    found.cache["kernel_functions"] = (names, source)
+    return names, source
+
+
+def _filter_functions_with_modules(text: str) -> list[tuple[str | None, str]]:
+    out: list[tuple[str | None, str]] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        mod = parts[1][1:-1] if len(parts) > 1 and parts[1].startswith("[") else None
+        out.append((mod, parts[0]))
+    return out
+
+
+# --------------------------------------------------------------------------- info helpers
+
+
+def ksym_dict(s: KSym) -> dict[str, Any]:
+    """A kallsyms record as JSON-ready data."""
+    return {"name": s.name, "type": s.type, "type_description": s.type_description,
+            "address": s.real_address, "module": s.module}
+
+
+def ksym_line(s: KSym) -> str:
+    """A kallsyms record in one line."""
+    addr = "(address hidden)" if s.address_hidden else f"{s.address:#018x}"
+    mod = f" [{s.module}]" if s.module else ""
+    return f"{addr} {s.type} {s.name}{mod}  ({s.type_description})"
+
+
+def btf_signature(symbols: list[str]) -> str | None:
+    """The BTF prototype of the first of ``symbols`` (or its name before a ``.isra``-style
+    suffix) that /sys/kernel/btf/vmlinux has; ``None`` without BTF or a match."""
+    from ebpfhooks.errors import BtfFormatError
+    from ebpfhooks.kernel.btf import vmlinux_btf
+
+    try:
+        btf = vmlinux_btf()
+        if btf is None:
+            return None
+        for sym in symbols:
+            for name in (sym, sym.split(".")[0]):
+                if name and (sig := btf.function_signature(name)) is not None:
+                    return sig
+    except BtfFormatError:
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------- stable alternatives
 
 _CLONE_SUFFIX = re.compile(r"\.(isra|constprop|part|cold|llvm|lto_priv)(\.\d+)*$")
 
@@ -283,7 +553,6 @@ def stable_alternative(symbol: str, *, ret: bool = False) -> str | None:
     (``ret=True``); then a tracepoint event of the same name.
     Returns ``None`` when tracefs is not readable or nothing fits.
     """
-    from ebpfhooks.errors import EbpfHooksError
     from ebpfhooks.kernel.tracefs import list_tracepoints
 
     try:

@@ -1,32 +1,50 @@
-"""Kernel tracepoints: :class:`Tracepoint` (arguments parsed) and :class:`RawTracepoint`."""
+"""Kernel tracepoints with parsed arguments: :class:`Tracepoint`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
 
-import attrs
+from ebpfhooks import caps
+from ebpfhooks.errors import HookPermissionError, TracepointNotFoundError
+from ebpfhooks.hooks.base import Found, Hook, Pattern, Resolution, text_field
+from ebpfhooks.names import Problem, check_trace_name
 
-from ebpfhooks import _bcc
-from ebpfhooks._util import close_matches
-from ebpfhooks.errors import EbpfHooksError, TracepointNotFoundError
-from ebpfhooks.hooks._fields import optional, validated
-from ebpfhooks.hooks.base import Hook, Program, Resolution
-from ebpfhooks.names import check_module, check_trace_name
+TYPE_CHECKING = False  # typing is not imported at run time (`ebpfhooks list` starts fast)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+    from typing import Any, Self
 
-__all__ = ["RawTracepoint", "RawTracepointResolution", "Tracepoint", "TracepointResolution"]
+    from ebpfhooks._bcc import Attachment
+    from ebpfhooks.hooks.link import Program
+    from ebpfhooks.kernel.tracefs import TracepointField
+    from ebpfhooks.spec import Body, SpecText
+
+__all__ = ["Tracepoint", "TracepointResolution"]
 
 
-@attrs.frozen
+def _category(name: str) -> Problem | None:
+    return check_trace_name(name, "tracepoint category")
+
+
+def _event(name: str) -> Problem | None:
+    return check_trace_name(name, "tracepoint event")
+
+
 class TracepointResolution(Resolution):
     """A tracepoint present in tracefs; ``path`` is its events directory."""
 
-    path: str = attrs.field(kw_only=True)
+    __slots__ = ("path",)
+    _fields = ("hook", "note", "path")
+    path: str
+
+    def __init__(self, hook: Hook, *, path: str, note: str | None = None) -> None:
+        self._init(hook=hook, note=note, path=path)
 
     def describe(self) -> str:
         return f"{self.hook} -> {self.path}"
 
 
-@attrs.frozen
 class Tracepoint(Hook):
     """A kernel tracepoint with parsed arguments: ``tracepoint:category:event``.
 
@@ -44,21 +62,87 @@ class Tracepoint(Hook):
     Minimum kernel 4.7.
     """
 
-    category: str = attrs.field(validator=validated(check_trace_name, "tracepoint category"))
-    event: str = attrs.field(validator=validated(check_trace_name, "tracepoint event"))
+    __slots__ = ("category", "event")
+    _fields = ("category", "event")
+    category: str
+    event: str
 
     kind = "tracepoint"
+    aliases = ("t",)
+    libbpf = ("tp",)
+    example = "syscalls:sys_enter_openat"
+    target_noun = "tracepoint"
+    bare = True
     hooks = "kernel tracepoint"
     fires = "when the kernel passes the tracepoint"
+    attach_via = "bcc attach_tracepoint (perf_event_open of the tracepoint's id)"
     bcc_entry = "attach_tracepoint"
     stable = True
     overhead = "moderate"
     min_kernel = (4, 7)
     program_type = "TRACEPOINT"
+    feature = "tracefs"
+    capabilities = caps.TRACING
+
+    def __init__(self, category: str, event: str) -> None:
+        self._init(category=text_field(category, _category, "tracepoint category"),
+                   event=text_field(event, _event, "tracepoint event"))
 
     def spec(self) -> str:
         """``tracepoint:category:event``."""
         return f"tracepoint:{self.category}:{self.event}"
+
+    # -- grammar and listing ---------------------------------------------------------
+
+    @classmethod
+    def parse_target(cls, body: Body) -> Self | Pattern:
+        """``category ":" event`` (libbpf: ``category "/" event``); a pattern may leave
+        the category out (``tracepoint:EVENT``, any category, as bpftrace reads it)."""
+        t = body.t
+        start, end = body.start, body.end
+        sep = "/" if body.libbpf else ":"
+        mid = body.find(sep)
+        if mid == -1:
+            if body.pattern:
+                event = t.name(start, end, _event)
+                return Pattern(cls, category="*", event=event)
+            raise body.error(end, end + 1, f"missing '{sep}event' after the category",
+                             "expected tracepoint:category:event, "
+                             f"e.g. tracepoint:{cls.example}")
+        extra = body.find(sep, mid + 1)
+        if extra != -1:
+            raise body.error(extra, extra + 1, f"too many '{sep}' parts",
+                             "expected tracepoint:category:event")
+        if mid == start:
+            raise body.error(start, start + 1, "empty tracepoint category")
+        category = t.name(start, mid, _category)
+        if mid + 1 >= end:
+            raise body.error(mid + 1, mid + 2, "empty tracepoint event")
+        event = t.name(mid + 1, end, _event)
+        if body.pattern:
+            return Pattern(cls, category=category, event=event)
+        return cls(category, event)
+
+    @classmethod
+    def bare_pattern(cls, t: SpecText) -> Pattern:
+        """A bare word is an event pattern in any category (``t:*:WORD``)."""
+        return Pattern(cls, category="*", event=t.name(0, len(t.text), _event))
+
+    @classmethod
+    def list_matching(cls, pattern: Pattern, found: Found) -> None:
+        """The event directories of tracefs (the set ``available_events`` lists)."""
+        from ebpfhooks.kernel.mounts import tracefs_root
+        from ebpfhooks.spec import matcher
+
+        cat_ok, ev_ok = matcher(pattern["category"]), matcher(pattern["event"])
+        assert cat_ok is not None and ev_ok is not None
+        events = tracefs_root() / "events"
+        for cat, ev in _event_dirs(events, cat_ok):
+            if ev_ok(ev):
+                found.add(f"tracepoint:{cat}:{ev}", cls, cat, ev)
+        found.sources[cls.kind] = f"{events}/CATEGORY/EVENT (what available_events lists)"
+
+    # -- against the running system --------------------------------------------------
 
     def resolve(self) -> TracepointResolution:
         """Check the event exists in tracefs.
@@ -84,149 +168,56 @@ class Tracepoint(Hook):
             hint="list tracepoints with: ebpfhooks list 'tracepoint:*PART*'",
         )
 
-    def _attach_resolved(
-        self, program: Program, resolution: Resolution
-    ) -> tuple[Callable[[], None], int | None]:
-        detach = _bcc.attach_tracepoint(
-            program.bpf, program.fn_name, self.category, self.event, what=str(self)
-        )
-        return detach, None
+    def info_facts(self, facts: dict[str, Any], text: list[str]) -> None:
+        """The parsed ``format``: ID, each field's type, offset, size and signedness,
+        the print fmt (what ``bpftrace -lv`` shows)."""
+        from ebpfhooks.kernel.tracefs import read_format, tracefs_root
+
+        self.resolve()  # TracepointNotFoundError with close names
+        fmt = read_format(self.category, self.event)
+        path = tracefs_root() / "events" / self.category / self.event / "format"
+        facts.update({"id": fmt.id, "format_file": str(path),
+                      "fields": [_field_dict(f) for f in fmt.fields],
+                      "common_fields": [_field_dict(f) for f in fmt.common_fields],
+                      "print_fmt": fmt.print_fmt})
+        text.append(f"    ID: {fmt.id}   format: {path}")
+        width = max((len(f.declaration) for f in fmt.fields), default=0)
+        for f in fmt.fields:
+            text.append(f"    {f.declaration:<{width}}   offset {f.offset:<4} "
+                        f"size {f.size:<3} {'signed' if f.signed else 'unsigned'}")
+        text.append(f"    print fmt: {fmt.print_fmt}")
+
+    def _attach_resolved(self, program: Program, resolution: Resolution) -> Attachment:
+        from ebpfhooks import _bcc
+
+        return _bcc.attach_tracepoint(program.bpf, program.fn_name, self.category,
+                                      self.event, what=str(self))
 
 
-_PER_SYSCALL_HINT = ("per-syscall events are not raw tracepoints: use rawtracepoint:sys_enter "
-                     "(args[1] is the syscall number) or tracepoint:syscalls:")
+def _event_dirs(events: Path, category_ok: Callable[[str], bool]) -> list[tuple[str, str]]:
+    """(category, event) of the event directories of tracefs, for matching categories.
 
-
-@attrs.frozen
-class RawTracepointResolution(Resolution):
-    """A raw tracepoint BPF can open (its kernel BTF ``btf_trace_`` type, or kallsyms)."""
-
-    module: str | None = attrs.field(kw_only=True, default=None)
-
-    def describe(self) -> str:
-        return f"{self.hook}" + (f" [{self.module}]" if self.module else "")
-
-
-@attrs.frozen
-class RawTracepoint(Hook):
-    """A tracepoint with its raw arguments: ``rawtracepoint[:module]:event``.
-
-    >>> str(RawTracepoint("sched_switch"))
-    'rawtracepoint:sched_switch'
-
-    The program gets ``struct bpf_raw_tracepoint_args *ctx`` whose ``args[]``
-    are the tracepoint's C arguments, unparsed, hence cheaper than a
-    tracepoint. Names are the kernel's tracepoint names without category;
-    the per-syscall events (``sys_enter_openat``) are not raw tracepoints,
-    ``sys_enter``/``sys_exit`` are. Minimum kernel 4.17.
+    Walking ``events/`` is the same set as ``available_events`` but ~50 times faster
+    (the kernel builds ``available_events`` under locks, event by event). The
+    ``ftrace`` category holds the function tracer's own records, which
+    ``available_events`` leaves out (they cannot be enabled or attached), so it is
+    left out here too.
     """
+    out: list[tuple[str, str]] = []
+    try:
+        categories = [c for c in os.scandir(events) if c.is_dir() and c.name != "ftrace"]
+    except PermissionError as err:
+        raise HookPermissionError(
+            f"cannot read {events}: permission denied; tracefs is readable by root only, "
+            "rerun as root (e.g. with sudo)", capability="CAP_DAC_READ_SEARCH") from err
+    for cat in categories:
+        if not category_ok(cat.name):
+            continue
+        with os.scandir(cat.path) as entries:
+            out.extend((cat.name, e.name) for e in entries if e.is_dir())
+    return out
 
-    event: str = attrs.field(validator=validated(check_trace_name, "raw tracepoint name"))
-    module: str | None = attrs.field(
-        default=None, kw_only=True, validator=optional(check_module, "kernel module")
-    )
 
-    kind = "rawtracepoint"
-    hooks = "kernel tracepoint (arguments not parsed)"
-    fires = "when the kernel passes the tracepoint"
-    bcc_entry = "attach_raw_tracepoint"
-    stable = True
-    overhead = "low"
-    min_kernel = (4, 17)
-    program_type = "RAW_TRACEPOINT"
-
-    def spec(self) -> str:
-        """``rawtracepoint:[module:]event`` (bpftrace's spelling)."""
-        mod = f"{self.module}:" if self.module else ""
-        return f"rawtracepoint:{mod}{self.event}"
-
-    def check_supported(self) -> None:
-        """Raise :class:`NotSupportedError` on kernels before raw tracepoints (4.17)."""
-        self._require("raw_tracepoints", "raw tracepoint support",
-                      "raw tracepoints (Linux 4.17)")
-
-    def resolve(self) -> RawTracepointResolution:
-        """Check BPF can open this raw tracepoint on the running kernel.
-
-        The names come from the kernel's BTF (``btf_trace_NAME`` types, one per entry
-        of the table ``BPF_RAW_TRACEPOINT_OPEN`` searches; see
-        :mod:`ebpfhooks.kernel.rawtp`), or from /proc/kallsyms ``__traceiter_NAME``
-        symbols on a kernel without BTF.
-
-        >>> RawTracepoint("sched_switch").resolve().describe()  # doctest: +SKIP
-        'rawtracepoint:sched_switch'
-
-        Raises :class:`TracepointNotFoundError` with the closest names; for a
-        tracepoint the kernel defines but does not give BPF (6.18's
-        ``sched_set_state_tp``), it says so.
-        """
-        from ebpfhooks.kernel.rawtp import homes as homes_of
-        from ebpfhooks.kernel.rawtp import raw_tracepoints
-
-        homes = homes_of(self.event)
-        if homes is None:
-            return self._resolve_kallsyms()
-        for module in homes:
-            if self.module is None or module == self.module:
-                return RawTracepointResolution(self, module=module)
-        known = raw_tracepoints() or []
-        hint = "list raw tracepoints with: ebpfhooks list 'rawtracepoint:*PART*'"
-        candidates = [f"rawtracepoint:{c}"
-                      for c in close_matches(self.event, sorted({n for _, n in known}))]
-        if self.event.startswith(("sys_enter_", "sys_exit_")):
-            hint = _PER_SYSCALL_HINT + self.event
-        elif homes:
-            candidates = [RawTracepoint(self.event, module=m).spec() for m in homes]
-            where = ", ".join(f"module {m}" if m else "vmlinux" for m in homes)
-            hint = f"{self.event!r} is in {where}, not in module {self.module!r}"
-        elif self._kernel_defines():
-            candidates = []
-            hint = (f"the kernel defines tracepoint {self.event!r} (__traceiter_{self.event} "
-                    "in /proc/kallsyms) but does not export it to BPF (no btf_trace_ type, "
-                    "no __bpf_raw_tp_map entry: opening it fails with ENOENT); use a "
-                    "tracepoint: or kprobe: hook near it")
-        raise TracepointNotFoundError(
-            self.event,
-            where="the raw tracepoints of the kernel's BTF (/sys/kernel/btf btf_trace_*)",
-            candidates=candidates,
-            hint=hint,
-        )
-
-    def _kernel_defines(self) -> bool:
-        """Whether /proc/kallsyms has ``__traceiter_EVENT`` (an error path only: slow)."""
-        from ebpfhooks.kernel.kallsyms import kallsyms
-
-        try:
-            return bool(kallsyms().lookup("__traceiter_" + self.event))
-        except EbpfHooksError:
-            return False
-
-    def _resolve_kallsyms(self) -> RawTracepointResolution:
-        """Without BTF: the kernel's ``__traceiter_``/``__tracepoint_`` symbols."""
-        from ebpfhooks.kernel.kallsyms import kallsyms
-
-        ks = kallsyms()
-        for prefix in ("__traceiter_", "__tracepoint_"):
-            entries = ks.lookup(prefix + self.event)
-            if self.module is not None:
-                entries = [e for e in entries if e.module == self.module]
-            if entries:
-                return RawTracepointResolution(self, module=entries[0].module)
-        hint = "list raw tracepoints with: ebpfhooks list 'rawtracepoint:*PART*'"
-        if self.event.startswith(("sys_enter_", "sys_exit_")):
-            hint = _PER_SYSCALL_HINT + self.event
-        candidates = [c[len("__traceiter_"):] for c in ks.close_matches("__traceiter_" + self.event)
-                      if c.startswith("__traceiter_")]
-        raise TracepointNotFoundError(
-            self.event,
-            where="the kernel's tracepoints (/proc/kallsyms __traceiter_*)",
-            candidates=[f"rawtracepoint:{c}" for c in candidates],
-            hint=hint,
-        )
-
-    def _attach_resolved(
-        self, program: Program, resolution: Resolution
-    ) -> tuple[Callable[[], None], int | None]:
-        detach = _bcc.attach_raw_tracepoint(program.bpf, program.fn_name, self.event,
-                                            what=str(self))
-        return detach, None
+def _field_dict(f: TracepointField) -> dict[str, Any]:
+    return {"name": f.name, "type": f.type, "declaration": f.declaration, "offset": f.offset,
+            "size": f.size, "signed": f.signed}

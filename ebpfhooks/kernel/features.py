@@ -417,10 +417,10 @@ def uprobes() -> Feature:
 
 def _has_symbol(*names: str) -> tuple[bool | None, str]:
     """Is any of ``names`` in kallsyms? ``None`` when kallsyms cannot be read."""
-    from ebpfhooks.kernel.kallsyms import kallsyms
+    from ebpfhooks.kernel.kallsyms import index
 
     try:
-        table = kallsyms()
+        table = index()
     except (EbpfHooksError, OSError):
         return None, "/proc/kallsyms is not readable"
     for name in names:

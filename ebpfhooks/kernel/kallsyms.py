@@ -2,18 +2,20 @@
 
 :func:`parse_kallsyms` is the pure, readable parser (one :class:`KSym` per line);
 :class:`Kallsyms` is the compact index built from the whole file (parallel arrays and a
-``name -> row`` dict, no per-symbol objects until asked); :func:`kallsyms` reads the
-live file once and caches the index::
+``name -> row`` dict, no per-symbol objects until asked); :func:`read` reads the live
+file once per process and :func:`index` indexes it once::
 
-    from ebpfhooks.kernel.kallsyms import kallsyms
-    table = kallsyms()
+    from ebpfhooks.kernel.kallsyms import index
+    table = index()
     "do_sys_openat2" in table                  # True
     table.variants("calibrate_delay")          # ['calibrate_delay.cold']
     table.syscall_prefix()                     # '__x64_sys_' on x86-64
 
 Reading the file is about 45 ms of kernel time for ~120k lines; indexing it here takes
-about as long again. As non-root (or with ``kernel.kptr_restrict``) every address reads
-as 0: :attr:`Kallsyms.addresses_hidden` is then true and no address is presented as real.
+about as long again, so listings filter the bytes instead (:func:`functions`,
+:func:`traceiters`, :func:`select`). As non-root (or with ``kernel.kptr_restrict``)
+every address reads as 0: :attr:`Kallsyms.addresses_hidden` is then true and no address
+is presented as real.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 import re
 import sys
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import compress
 from operator import ne
 from pathlib import Path
@@ -42,9 +44,13 @@ __all__ = [
     "Kallsyms",
     "KallsymsFormatError",
     "clear_cache",
-    "kallsyms",
+    "functions",
+    "index",
     "parse_kallsyms",
+    "read",
+    "select",
     "strip_variant_suffix",
+    "traceiters",
 ]
 
 #: The live symbol table.
@@ -547,37 +553,133 @@ def _fast_columns(text: str) -> tuple[list[str], str, array[int], dict[int, str]
     return names, "".join(type_list), addresses, modules
 
 
-_cache: list[Kallsyms] = []
+_data: dict[Path, bytes] = {}
+_index: dict[Path, Kallsyms] = {}
 
 
-def kallsyms(reload: bool = False) -> Kallsyms:
-    """Return the index of the live ``/proc/kallsyms``, read once (one binary ``read()``).
+def read(path: Path = KALLSYMS_FILE, reload: bool = False) -> bytes:
+    """The raw bytes of ``/proc/kallsyms``, read once per process (one binary ``read``).
 
-    Cached for the process; ``reload=True`` reads it again (after loading a module).
+    >>> b" T " in read()  # doctest: +SKIP
+    True
 
-    >>> kallsyms().lookup("do_sys_openat2")[0].type  # doctest: +SKIP
+    Raises:
+        HookPermissionError: the file cannot be read.
+    """
+    path = Path(path)
+    data = None if reload else _data.get(path)
+    if data is None:
+        try:
+            with path.open("rb") as handle:
+                data = handle.read()
+        except PermissionError as err:
+            raise HookPermissionError(
+                f"cannot read {path}: permission denied; rerun as root",
+                capability="CAP_SYSLOG",
+            ) from err
+        _data[path] = data
+        _index.pop(path, None)
+    return data
+
+
+def index(reload: bool = False, path: Path = KALLSYMS_FILE) -> Kallsyms:
+    """The :class:`Kallsyms` index of the live table (built once from :func:`read`).
+
+    Cached for the process; ``reload=True`` reads the file again (after loading a module).
+
+    >>> index().lookup("do_sys_openat2")[0].type  # doctest: +SKIP
     't'
 
     Raises:
         HookPermissionError: the file cannot be read.
         KallsymsFormatError: the file is not in kallsyms format.
     """
-    if reload or not _cache:
-        try:
-            with KALLSYMS_FILE.open("rb") as handle:
-                data = handle.read()
-        except PermissionError as err:
-            raise HookPermissionError(
-                f"cannot read {KALLSYMS_FILE}: permission denied; rerun as root",
-                capability="CAP_SYSLOG",
-            ) from err
-        _cache[:] = [Kallsyms.from_bytes(data)]
-    return _cache[0]
+    path = Path(path)
+    data = read(path, reload)
+    table = _index.get(path)
+    if table is None:
+        table = _index[path] = Kallsyms.from_bytes(data)
+    return table
+
+
+_FUNCTION_LINE = re.compile(
+    rb"^[0-9a-fA-F]+ [TtWw] ([A-Za-z_][A-Za-z0-9_.]*)(?:\t\[([A-Za-z0-9_-]+)\])?$", re.M
+)
+# starts with a literal, so the regex engine skips ahead with a fast search
+_TRACEITER = re.compile(rb"__traceiter_([A-Za-z0-9_]+)(?:\t\[([A-Za-z0-9_-]+)\])?\n")
+
+
+def functions(data: bytes) -> list[tuple[str | None, str]]:
+    """(module or ``None``, name) of every function symbol (T/t/W/w) but ``__pfx_`` padding.
+
+    >>> functions(b"ffffffff81000000 T vfs_read\\nffffffffa0000000 t f\\t[m]\\n")
+    [(None, 'vfs_read'), ('m', 'f')]
+
+    One regular expression over the raw bytes: a listing of every kernel function costs
+    no per-symbol objects.
+    """
+    return [(mod.decode() if mod else None, name.decode())
+            for name, mod in _FUNCTION_LINE.findall(data) if not name.startswith(b"__pfx_")]
+
+
+def traceiters(data: bytes) -> list[tuple[str | None, str]]:
+    """(module or ``None``, NAME) of every ``__traceiter_NAME`` symbol: the tracepoints.
+
+    >>> traceiters(b"ffffffff81000000 T __traceiter_sched_switch\\n")
+    [(None, 'sched_switch')]
+    """
+    out = []
+    for m in _TRACEITER.finditer(data):
+        if data[m.start() - 1] == 0x20:  # preceded by "TYPE ": not __pfx___traceiter_
+            mod = m.group(2)
+            out.append((mod.decode() if mod else None, m.group(1).decode()))
+    return out
+
+
+def select(
+    data: bytes,
+    name: Callable[[str], bool] | None = None,
+    *,
+    module: Callable[[str], bool] | None = None,
+    types: str | None = None,
+) -> list[KSym]:
+    """The symbols of kallsyms ``data`` whose name, module and type letter fit (no I/O).
+
+    ``name`` and ``module`` test a name (the core kernel's module is ``vmlinux``);
+    ``types`` holds the type letters wanted (case matters: ``T`` global text, ``t``
+    local). Hidden addresses (all zero: ``kptr_restrict``, or not root) are marked on
+    every symbol, never presented as real.
+
+    >>> [str(s) for s in select(b"0000000000000000 T vfs_read\\n"
+    ...                          b"0000000000000000 t nf_hook\\t[nf_tables]\\n",
+    ...                          lambda n: n.startswith("nf_"))]
+    ['(hidden) t nf_hook [nf_tables]']
+
+    Raises :class:`KallsymsFormatError` for a malformed line that fits.
+    """
+    text = data.decode("utf-8", errors="surrogateescape")
+    hidden = re.search(r"^0*[1-9a-fA-F][0-9a-fA-F]* ", text, re.M) is None and bool(
+        text.strip())
+    picked: list[str] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        if name is not None and not name(parts[2]):
+            continue
+        if types is not None and parts[1] not in types:
+            continue
+        if module is not None and not module(parts[3][1:-1] if len(parts) > 3 else "vmlinux"):
+            continue
+        picked.append(line)
+    return [KSym(s.address, s.type, s.name, s.module, hidden)
+            for s in parse_kallsyms("\n".join(picked))]
 
 
 def clear_cache() -> None:
-    """Forget the cached :func:`kallsyms` index.
+    """Forget what was read and indexed (the next call reads /proc/kallsyms again).
 
     >>> clear_cache()
     """
-    _cache.clear()
+    _data.clear()
+    _index.clear()

@@ -1,0 +1,406 @@
+"""Owning attachments: :class:`Program` (what is attached), :class:`Link` (one attachment)
+and :class:`LinkGroup` (several, detached together).
+
+A link owns what the adapter made (:class:`ebpfhooks._bcc.Attachment`): it detaches it on
+``detach()``, at the end of a ``with`` block and at interpreter exit (after SIGTERM and
+SIGHUP too), and it records and forgets what must outlive a crash to be found by
+``ebpfhooks cleanup`` (a netlink XDP attach). A forked child owns none of its parent's
+links.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, cast
+
+import attrs
+
+from ebpfhooks.errors import ProgramError
+from ebpfhooks.hooks.base import Hook, Resolution
+
+if TYPE_CHECKING:
+    from ebpfhooks._bcc import Attachment
+
+__all__ = ["Link", "LinkGroup", "Program", "check_and_resolve", "check_fn_name",
+           "is_bcc_module"]
+
+_C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_fn_name(value: object) -> str:
+    """Return ``value`` if it can name a BPF function (a C identifier), else raise.
+
+    >>> check_fn_name("on_open")
+    'on_open'
+
+    Raises :class:`ebpfhooks.ProgramError` naming the value.
+    """
+    if not isinstance(value, str) or not _C_IDENT.match(value):
+        raise ProgramError(
+            f"program function name {value!r} is not a C identifier; "
+            "pass the name of a function defined in the BPF source, "
+            "e.g. Program(bpf, 'on_open')"
+        )
+    return value
+
+
+def is_bcc_module(obj: object) -> bool:
+    """True for a compiled bcc ``BPF`` module (or a stand-in with its loading interface)."""
+    return callable(getattr(obj, "load_func", None)) and isinstance(getattr(obj, "funcs", None),
+                                                                    dict)
+
+
+def _not_a_program(obj: object, where: str) -> ProgramError:
+    from ebpfhooks.errors import ProgramTypeError
+
+    shown = repr(obj)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    msg = (f"{where} needs a compiled bcc module or an ebpfhooks.Program, got "
+           f"{type(obj).__name__} {shown}")
+    if isinstance(obj, (str, bytes)):
+        msg += ("; a C source is compiled by bcc first: prog = BPF(text=SOURCE), then "
+                "hook.attach(prog, fn_name='on_event')")
+    else:
+        msg += ("; accepted: a bcc BPF object (from bcc import BPF; prog = BPF(text=SOURCE)) "
+                "with fn_name, or ebpfhooks.Program(prog, 'on_event')")
+    return ProgramTypeError(msg)
+
+
+@attrs.frozen
+class Program:
+    """A function in a compiled bcc ``BPF`` module, ready to attach.
+
+    >>> from bcc import BPF                                  # doctest: +SKIP
+    >>> prog = Program(BPF(text=SOURCE), "on_open")          # doctest: +SKIP
+
+    ``fn_name`` must be a C identifier; whether the module defines it is checked
+    when the program is attached (:class:`ebpfhooks.ProgramError` lists the
+    functions it does define). The ``BPF`` object stays the caller's: close it
+    with ``bpf.cleanup()`` (or use it as a context manager) when done.
+
+    Raises :class:`ebpfhooks.ProgramTypeError` (a ``ProgramError`` and a ``TypeError``)
+    when ``bpf`` is not a bcc module (``None``, a C source string...).
+    """
+
+    bpf: Any = attrs.field(eq=False)
+    fn_name: str = attrs.field()
+
+    @bpf.validator
+    def _check_bpf(self, _attr: attrs.Attribute[Any], value: object) -> None:
+        if not is_bcc_module(value):
+            raise _not_a_program(value, "Program(bpf, fn_name)")
+
+    @fn_name.validator
+    def _check_fn_name(self, _attr: attrs.Attribute[str], value: str) -> None:
+        check_fn_name(value)
+
+    @classmethod
+    def coerce(cls, prog: Program | Any, fn_name: str | None) -> Program:
+        """Accept a :class:`Program`, or a bcc ``BPF`` object plus ``fn_name``."""
+        if isinstance(prog, Program):
+            if fn_name is not None and fn_name != prog.fn_name:
+                raise ProgramError(
+                    f"fn_name={fn_name!r} given with Program(..., {prog.fn_name!r}); "
+                    "pass one or the other"
+                )
+            return prog
+        if not is_bcc_module(prog):
+            raise _not_a_program(prog, "attach()")
+        if fn_name is None:
+            raise ProgramError(
+                "attach() got a BPF object without fn_name; "
+                "pass attach(bpf, fn_name='...') or attach(ebpfhooks.Program(bpf, '...'))"
+            )
+        return cls(prog, fn_name)
+
+
+_live_links: set[Link] = set()
+_live_lock = threading.Lock()
+_atexit_registered = False
+
+
+def _detach_all_at_exit() -> None:
+    with _live_lock:
+        links = list(_live_links)
+    for link in links:
+        with contextlib.suppress(Exception):  # at exit, detach everything we can
+            link.detach()
+
+
+#: Signals whose default action (terminate without cleanup) is turned into
+#: ``SystemExit`` at the first attach, so ``with`` blocks unwind and atexit runs.
+EXIT_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    # 128 + signum is what a shell reports for a process killed by the signal
+    raise SystemExit(128 + signum)
+
+
+def _install_signal_handlers() -> None:
+    """Make SIGTERM/SIGHUP exit through Python (SystemExit) where nobody else handles them.
+
+    Only a signal whose handler is still ``SIG_DFL`` is touched, and only from the
+    main thread (Python allows no other); user handlers and ``SIG_IGN`` are left
+    alone. SIGINT needs nothing: Python already raises ``KeyboardInterrupt``.
+    Set ``EBPFHOOKS_SIGNALS=0`` to leave every handler alone.
+    """
+    if os.environ.get("EBPFHOOKS_SIGNALS", "1").strip() in ("0", "no", "false"):
+        return
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in EXIT_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                signal.signal(signum, _exit_on_signal)
+
+
+def _forget_links_in_child() -> None:
+    # A forked child does not own its parent's links: it must not detach them at exit.
+    global _live_lock
+    _live_lock = threading.Lock()
+    _live_links.clear()
+
+
+def _register(link: Link) -> None:
+    # Registered at the first attach, i.e. after the BPF object registered bcc's
+    # own atexit cleanup; atexit runs in reverse, so ours runs before bcc's.
+    global _atexit_registered
+    with _live_lock:
+        _live_links.add(link)
+        first = not _atexit_registered
+        if first:
+            atexit.register(_detach_all_at_exit)
+            os.register_at_fork(after_in_child=_forget_links_in_child)
+            _atexit_registered = True
+    if first:
+        _install_signal_handlers()
+
+
+class _DetachOnExit:
+    """``with`` support for anything owning attachments: the block's end calls ``detach()``."""
+
+    __slots__ = ()
+
+    def detach(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.detach()
+
+
+class Link(_DetachOnExit):
+    """An attachment owned by this process: detach it, or let ``with`` do it.
+
+    >>> with hook.attach(prog) as link:                     # doctest: +SKIP
+    ...     assert link.attached
+    >>> link.attached                                       # doctest: +SKIP
+    False
+
+    ``detach()`` twice is harmless. Links still attached at interpreter exit
+    are detached then (XDP programs and raw sockets included, which bcc's own
+    cleanup leaves behind). At the first attach, SIGTERM and SIGHUP are made
+    to raise ``SystemExit`` if their handler is still the default one, so a
+    terminated process unwinds and detaches too (``EBPFHOOKS_SIGNALS=0`` turns
+    this off; your own handlers are never replaced). After ``fork()`` the
+    child does not own (and will not detach) the parent's links.
+
+    ``fd`` is the raw socket's file descriptor for ``raw_socket`` hooks (read
+    packets from it), the bpf_link's fd for ``xdp`` hooks attached through a
+    link, ``None`` otherwise. ``hook``, ``resolution`` and ``program`` say what
+    was attached where; ``passed_over`` lists, for a link made by a fallback chain
+    (:func:`ebpfhooks.first_of`), each hook passed over with the error that ruled
+    it out (empty otherwise).
+    """
+
+    __slots__ = ("_attachment", "_lock", "fd", "hook", "passed_over", "program", "resolution")
+
+    def __init__(
+        self,
+        hook: Hook,
+        resolution: Resolution,
+        program: Program,
+        attachment: Attachment,
+    ) -> None:
+        self.hook = hook
+        self.resolution = resolution
+        self.program = program
+        self.fd = attachment.fd
+        #: For a link made by a fallback chain: the hooks passed over, with why.
+        self.passed_over: tuple[tuple[Hook, Exception], ...] = ()
+        self._attachment: Attachment | None = attachment
+        self._lock = threading.Lock()
+        if attachment.record is not None:  # outlives a SIGKILL: let cleanup find it
+            from ebpfhooks.records import record_xdp
+
+            record_xdp(*attachment.record)
+        _register(self)
+
+    @property
+    def attached(self) -> bool:
+        """True until :meth:`detach` has run."""
+        return self._attachment is not None
+
+    @property
+    def via(self) -> str:
+        """How the attachment was made: ``"bcc"``, ``"perf_event"``, ``"bpf_link"``,
+        ``"netlink"`` or ``"socket"`` (empty once detached)."""
+        return self._attachment.via if self._attachment is not None else ""
+
+    def detach(self) -> None:
+        """Detach the program from the hook; calling it again does nothing.
+
+        Raises :class:`ebpfhooks.AttachError` if the kernel refuses (the link is
+        then still considered attached, so a retry is possible).
+        """
+        with self._lock:
+            attachment = self._attachment
+            if attachment is None:
+                return
+            attachment.detach()
+            self._attachment = None
+            self.fd = None
+            if attachment.record is not None:
+                from ebpfhooks.records import unrecord_xdp
+
+                unrecord_xdp(attachment.record[0], attachment.record[1])
+        with _live_lock:
+            _live_links.discard(self)
+
+    def __repr__(self) -> str:
+        state = "attached" if self.attached else "detached"
+        return f"<Link {self.hook} -> {self.program.fn_name} ({state})>"
+
+
+def check_and_resolve(hooks: Sequence[Hook], fatal: Callable[[Exception], bool] = bool
+                      ) -> list[Resolution | Exception]:
+    """Privileges and kernel support once per kind, then every target, in bulk per kind.
+
+    >>> check_and_resolve([])
+    []
+
+    Returns each hook's resolution or the error that stops it; when an error for which
+    ``fatal(err)`` is true (by default: any) is found, the first such error in the
+    hooks' order is raised instead.
+    """
+    from ebpfhooks.errors import EbpfHooksError
+
+    results: list[Resolution | Exception | None] = [None] * len(hooks)
+    by_kind: dict[type[Hook], list[int]] = {}
+    for i, hook in enumerate(hooks):
+        by_kind.setdefault(type(hook), []).append(i)
+    for kind, idxs in by_kind.items():
+        try:
+            hooks[idxs[0]].check_privileges()
+            hooks[idxs[0]].check_supported()
+        except EbpfHooksError as err:
+            for i in idxs:
+                results[i] = err
+            continue
+        for i, res in zip(idxs, kind._resolve_batch([hooks[i] for i in idxs]), strict=True):
+            results[i] = res
+    for outcome in results:
+        if isinstance(outcome, Exception) and fatal(outcome):
+            raise outcome
+    assert all(r is not None for r in results)
+    return cast("list[Resolution | Exception]", results)
+
+
+class LinkGroup(_DetachOnExit):
+    """Several links owned together: detached together, in reverse order.
+
+    >>> with LinkGroup.attach_all(hooks, prog) as group:        # doctest: +SKIP
+    ...     print(len(group), "attached")
+
+    ``attach_all`` is all-or-nothing by default: if one attach fails, the
+    ones already made are detached and the error is raised. With
+    ``optional=True`` a hook that cannot attach (missing target, kernel
+    without the feature) is recorded in :attr:`skipped` with its error and the
+    rest go on (bpftrace's ``missing_probes = warn``).
+    """
+
+    __slots__ = ("links", "skipped")
+
+    def __init__(self, links: list[Link] | None = None,
+                 skipped: list[tuple[Hook, Exception]] | None = None) -> None:
+        self.links: list[Link] = list(links or [])
+        self.skipped: list[tuple[Hook, Exception]] = list(skipped or [])
+
+    @classmethod
+    def attach_all(
+        cls,
+        hooks: list[Hook] | tuple[Hook, ...],
+        prog: Program | Any,
+        fn_name: str | None = None,
+        *,
+        optional: bool = False,
+    ) -> LinkGroup:
+        """Attach ``prog`` to every hook; see the class docs for failures."""
+        from ebpfhooks.errors import EbpfHooksError, HookPermissionError, ProgramError
+
+
+        program = Program.coerce(prog, fn_name)
+        group = cls()
+
+        def fatal(err: Exception) -> bool:
+            # a missing privilege or a bad program fails every hook alike: never optional
+            return not optional or isinstance(err, (HookPermissionError, ProgramError))
+
+        try:
+            # every target is checked before the kernel is asked for anything
+            for hook, outcome in zip(hooks, check_and_resolve(hooks, fatal), strict=True):
+                try:
+                    if isinstance(outcome, Exception):
+                        raise outcome
+                    group.links.append(hook._attach_checked(program, outcome))
+                except EbpfHooksError as err:
+                    if fatal(err):
+                        raise
+                    group.skipped.append((hook, err))
+        except BaseException:
+            group.detach()
+            raise
+        return group
+
+    @property
+    def attached(self) -> bool:
+        """True while any link of the group is attached."""
+        return any(link.attached for link in self.links)
+
+    def detach(self) -> None:
+        """Detach every link (last attached first); errors are raised after trying all."""
+        first: BaseException | None = None
+        for link in reversed(self.links):
+            try:
+                link.detach()
+            except Exception as err:  # keep going: detach what we can
+                first = first or err
+        if first is not None:
+            raise first
+
+    def __iter__(self) -> Iterator[Link]:
+        return iter(self.links)
+
+    def __len__(self) -> int:
+        return len(self.links)
+
+    def __repr__(self) -> str:
+        return f"<LinkGroup {len(self.links)} links, {len(self.skipped)} skipped>"
