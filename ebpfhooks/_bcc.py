@@ -130,6 +130,34 @@ def _load_func(bpf: Any, fn_name: str, prog_type: str, what: str) -> Any:
     return fn
 
 
+def compiled_insns(bpf: Any, fn_name: str) -> tuple[bytes, str]:
+    """``(instructions, license)`` of a function bcc compiled, for :func:`bpfsys.prog_load`.
+
+    The instructions are bcc's ``dump_func`` (map fds already in place); the license is
+    the module's (``"GPL"`` unless the C source sets another). Loading them yourself
+    lets a function of any name become a program bcc cannot load (tp_btf, fentry with
+    ``attach_btf_id``, a KPROBE program for uprobe_multi links).
+
+    >>> insns, lic = compiled_insns(BPF(text=src), "on_exec")  # doctest: +SKIP
+
+    Raises:
+        ProgramError: the module defines no function ``fn_name`` (its functions are named).
+    """
+    if not _is_bcc_bpf(bpf) or not bpf.module:
+        raise ProgramError(f"cannot read the instructions of {fn_name!r}: {bpf!r} is not a "
+                           "compiled bcc BPF object")
+    lib = _lib()
+    if not lib.bpf_function_start(bpf.module, fn_name.encode()):
+        have = function_names(bpf)
+        raise ProgramError(
+            f"the BPF module defines no function {fn_name!r}"
+            + (f"; it defines: {', '.join(have)}" if have else ""))
+    insns = bytes(bpf.dump_func(fn_name.encode()))
+    raw = lib.bpf_module_license(bpf.module)
+    license = raw.decode(errors="replace") if isinstance(raw, bytes) and raw else "GPL"
+    return insns, license
+
+
 #: Function-name prefixes bcc attaches by itself when it compiles the module.
 _AUTOLOAD_PREFIXES = ("kprobe__", "kretprobe__", "tracepoint__", "raw_tracepoint__",
                       "kfunc__", "kretfunc__", "lsm__")
