@@ -17,6 +17,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from ebpfhooks import bpfsys
 from ebpfhooks.errors import (
     AttachError,
     BccNotFoundError,
@@ -180,6 +181,34 @@ def _load_hint(code: int) -> str:
     return "check that its arguments fit the hook"
 
 
+def compiled_insns(bpf: Any, fn_name: str) -> tuple[bytes, str]:
+    """``(instructions, license)`` of a function bcc compiled, for :func:`bpfsys.prog_load`.
+
+    The instructions are bcc's ``dump_func`` (map fds already in place); the license is
+    the module's (``"GPL"`` unless the C source sets another). Loading them yourself
+    lets a function of any name become a program bcc cannot load (tp_btf, fentry with
+    ``attach_btf_id``, a KPROBE program for uprobe_multi links).
+
+    >>> insns, lic = compiled_insns(BPF(text=src), "on_exec")  # doctest: +SKIP
+
+    Raises:
+        ProgramError: the module defines no function ``fn_name`` (its functions are named).
+    """
+    if not _is_bcc_bpf(bpf) or not bpf.module:
+        raise ProgramError(f"cannot read the instructions of {fn_name!r}: {bpf!r} is not a "
+                           "compiled bcc BPF object")
+    lib = _lib()
+    if not lib.bpf_function_start(bpf.module, fn_name.encode()):
+        have = function_names(bpf)
+        raise ProgramError(
+            f"the BPF module defines no function {fn_name!r}"
+            + (f"; it defines: {', '.join(have)}" if have else ""))
+    insns = bytes(bpf.dump_func(fn_name.encode()))
+    raw = lib.bpf_module_license(bpf.module)
+    license = raw.decode(errors="replace") if isinstance(raw, bytes) and raw else "GPL"
+    return insns, license
+
+
 #: Function-name prefixes bcc attaches by itself when it compiles the module.
 _AUTOLOAD_PREFIXES = ("kprobe__", "kretprobe__", "tracepoint__", "raw_tracepoint__",
                       "kfunc__", "kretfunc__", "lsm__")
@@ -311,89 +340,19 @@ def _is_libbcc(lib: Any) -> bool:
     return isinstance(lib, ctypes.CDLL)
 
 
-#: perf_event_open(2) numbers, on the machines whose ioctl numbers are asm-generic's.
-_NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "s390x": 331}
-_PERF_EVENT_IOC_ENABLE = 0x2400  # _IO('$', 0)
-_PERF_EVENT_IOC_SET_BPF = 0x40042408  # _IOW('$', 8, __u32)
-_PERF_FLAG_FD_CLOEXEC = 8
-_UPROBE_OPENER: list[Callable[[int, bool, bytes, int, int], int] | None] = []
+_UPROBE_OPENER: list[Callable[..., int] | None] = []
 
 
-def _uprobe_opener() -> Callable[[int, bool, bytes, int, int], int] | None:
+def _uprobe_opener() -> Callable[..., int] | None:
     """``open(prog_fd, ret, path, file_offset, pid) -> perf fd or -1``, or None.
 
-    The perf_event_open(2) + ``PERF_EVENT_IOC_SET_BPF`` + ``PERF_EVENT_IOC_ENABLE``
-    that libbcc's ``bpf_attach_uprobe`` makes through the uprobe PMU (kernel 4.17), with
-    the PMU's type and retprobe bit read once per process: libbcc reads both sysfs
-    files again for every probe (~28 us of ~80 per probe here). None where the PMU or
-    the syscall number is unknown; -1 on any failure, after which libbcc's own call
-    decides what the error is.
+    :func:`ebpfhooks.bpfsys.uprobe_opener` (the raw perf_event_open(2) of the uprobe PMU),
+    looked up once; -1 on any failure, after which libbcc's own call decides what the
+    error is.
     """
     if not _UPROBE_OPENER:
-        _UPROBE_OPENER.append(_make_uprobe_opener())
+        _UPROBE_OPENER.append(bpfsys.uprobe_opener())
     return _UPROBE_OPENER[0]
-
-
-def _make_uprobe_opener() -> Callable[[int, bool, bytes, int, int], int] | None:
-    import ctypes
-    import platform
-
-    from ebpfhooks.kernel.features import PMU_DIR
-
-    nr = _NR_PERF_EVENT_OPEN.get(platform.machine())
-    if nr is None:
-        return None
-    pmu = PMU_DIR / "uprobe"
-    try:
-        with open(pmu / "type", encoding="ascii") as f:
-            pmu_type = int(f.read().strip())
-        with open(pmu / "format" / "retprobe", encoding="ascii") as f:
-            field, _, bit_text = f.read().strip().partition(":")
-        ret_bit = int(bit_text)
-        libc = ctypes.CDLL(None, use_errno=True)
-    except (OSError, ValueError):
-        return None
-    if field != "config" or not 0 <= ret_bit < 64:
-        return None
-
-    u32, u64 = ctypes.c_uint32, ctypes.c_uint64
-
-    class PerfEventAttr(ctypes.Structure):  # PERF_ATTR_SIZE_VER5, 112 bytes
-        _fields_ = [("type", u32), ("size", u32), ("config", u64), ("sample_period", u64),
-                    ("sample_type", u64), ("read_format", u64), ("flags", u64),
-                    ("wakeup_events", u32), ("bp_type", u32), ("config1", u64),
-                    ("config2", u64), ("branch_sample_type", u64), ("sample_regs_user", u64),
-                    ("sample_stack_user", u32), ("clockid", ctypes.c_int32),
-                    ("sample_regs_intr", u64), ("aux_watermark", u32),
-                    ("sample_max_stack", ctypes.c_uint16), ("reserved_2", ctypes.c_uint16)]
-
-    syscall, ioctl = libc.syscall, libc.ioctl
-    syscall.restype = ctypes.c_long
-    ioctl.restype = ctypes.c_int
-
-    def open_uprobe(prog_fd: int, ret: bool, path: bytes, file_offset: int, pid: int) -> int:
-        name = ctypes.create_string_buffer(path)
-        attr = PerfEventAttr(type=pmu_type, size=ctypes.sizeof(PerfEventAttr),
-                             config=(1 << ret_bit) if ret else 0, sample_period=1,
-                             wakeup_events=1, config1=ctypes.addressof(name),
-                             config2=file_offset)
-        # as libbcc: every process on CPU 0's event (the program runs on any CPU), or
-        # one process on any CPU
-        cpu = 0 if pid == -1 else -1
-        fd = int(syscall(ctypes.c_long(nr), ctypes.byref(attr), ctypes.c_int(pid),
-                         ctypes.c_int(cpu), ctypes.c_int(-1),
-                         ctypes.c_ulong(_PERF_FLAG_FD_CLOEXEC)))
-        if fd < 0:
-            return -1
-        if (ioctl(ctypes.c_int(fd), ctypes.c_ulong(_PERF_EVENT_IOC_SET_BPF),
-                  ctypes.c_int(prog_fd)) != 0
-                or ioctl(ctypes.c_int(fd), ctypes.c_ulong(_PERF_EVENT_IOC_ENABLE),
-                         ctypes.c_int(0)) != 0):
-            os.close(fd)
-            return -1
-        return fd
-
-    return open_uprobe
 
 
 def _attach_uprobe_call(lib: Any) -> Any:
@@ -467,11 +426,8 @@ def attach_uprobe(
 
 
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1
-BPF_LINK_CREATE = 28  # enum bpf_cmd
-BPF_XDP = 37  # enum bpf_attach_type; XDP links need kernel 5.9
-#: bpf(2) syscall numbers, for the fallback when libbpf.so.1 cannot be loaded.
-_NR_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "riscv64": 280, "ppc64le": 361,
-           "s390x": 351, "i686": 357}
+BPF_LINK_CREATE = bpfsys.BPF_LINK_CREATE  # enum bpf_cmd
+BPF_XDP = bpfsys.BPF_XDP  # enum bpf_attach_type; XDP links need kernel 5.9
 
 #: How an XDP program is attached: ``"link"`` (a bpf_link, detached by the kernel when its
 #: fd closes, even on SIGKILL), ``"netlink"`` (bcc's way: stays until removed) or ``"auto"``
@@ -491,44 +447,9 @@ def xdp_attach_mode() -> str:
     return mode
 
 
-def _link_create_fn() -> Callable[[int, int, int, int], int]:
-    """``bpf_link_create(prog_fd, target_fd, attach_type, flags)`` returning fd or -errno."""
-    import ctypes
-    import platform
-
-    try:
-        libbpf = ctypes.CDLL("libbpf.so.1", use_errno=True)
-        fn = libbpf.bpf_link_create
-    except (OSError, AttributeError):
-        fn = None
-    if fn is not None:
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
-
-        class _Opts(ctypes.Structure):  # the stable head of struct bpf_link_create_opts
-            _fields_ = [("sz", ctypes.c_size_t), ("flags", ctypes.c_uint32),
-                        ("_pad", ctypes.c_uint32)]
-
-        def via_libbpf(prog_fd: int, target: int, attach_type: int, flags: int) -> int:
-            opts = _Opts(ctypes.sizeof(_Opts), flags, 0)
-            ctypes.set_errno(0)
-            fd: int = fn(prog_fd, target, attach_type, ctypes.byref(opts))
-            return fd if fd >= 0 else -(ctypes.get_errno() or -fd)
-
-        return via_libbpf
-    nr = _NR_BPF.get(platform.machine())
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def via_syscall(prog_fd: int, target: int, attach_type: int, flags: int) -> int:
-        if nr is None:
-            return -_errno.ENOSYS
-        # union bpf_attr.link_create: prog_fd, target_ifindex, attach_type, flags
-        attr = (ctypes.c_uint32 * 16)(prog_fd, target, attach_type, flags)
-        fd: int = libc.syscall(ctypes.c_long(nr), ctypes.c_int(BPF_LINK_CREATE),
-                               ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr)))
-        return fd if fd >= 0 else -ctypes.get_errno()
-
-    return via_syscall
+#: ``bpf_link_create(prog_fd, target_fd, attach_type, flags)`` -> fd or -errno
+#: (ebpfhooks.bpfsys: libbpf's when libbpf.so.1 loads, else the raw syscall).
+_link_create_fn = bpfsys.link_create_fn
 
 
 def _xdp_mode_hint(interface: str, mode_flags: int) -> str:

@@ -3,6 +3,7 @@ with ``bpftool btf dump ... format raw``, mutated bytes (hypothesis) and ``info(
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import struct
@@ -262,3 +263,148 @@ def test_info_kprobe_without_btf(monkeypatch: pytest.MonkeyPatch) -> None:
     got = discover.info("kprobe:do_sys_openat2")
     assert got.facts["btf_signature"] is None
     assert any(line.startswith("    signature: unknown") for line in got.text)
+
+
+# --------------------------------------------------------------------------- type ids, split BTF
+
+
+class _SplitBuilder(_Builder):
+    """Split BTF bytes on top of ``base``: strings and type ids continue after the base's."""
+
+    def __init__(self, base: _Builder) -> None:
+        super().__init__()
+        self.strings = bytearray()
+        self.str0 = len(base.strings)
+        self.count = base.count
+        self.base = base
+
+    def s(self, text: str) -> int:
+        if not text:
+            return 0
+        found = self.base.strings.find(b"\0" + text.encode() + b"\0")
+        if found >= 0:  # pahole reuses the base's strings
+            return found + 1
+        off = self.str0 + len(self.strings)
+        self.strings += text.encode() + b"\0"
+        return off
+
+
+def _split_fixture() -> tuple[bytes, bytes]:
+    base = _fixture()
+    m = _SplitBuilder(base)
+    proto = m.add("", 13, 2, 7, m.s("dev"), 17, m.s("len"), 1)          # 31 long (sock *, int)
+    m.add("mod_xmit", 12, 1, proto)                                     # 32 FUNC
+    m.add("mod_s", 4, 1, 8, m.s("len"), 1, 0)                           # 33 struct mod_s
+    tp = m.add("", 13, 2, 0, 0, 0, 0, 1)                                # 34 void (void *, int)
+    m.add("btf_trace_mod_tp", 8, 0, m.add("", 2, 0, tp))                # 36 typedef, 35 ptr
+    m.add("do_sys_openat2", 12, 1, proto)                               # 37 a base string
+    return base.bytes(), m.bytes()
+
+
+def test_type_id_by_kind() -> None:
+    btf = parse_btf(FIXTURE)
+    assert btf.type_id("do_sys_openat2", "func") == 9 == btf.type_id("do_sys_openat2", 12)
+    assert btf.type_id("sz", "TYPEDEF") == 10 and btf.type_id("sz", "func") is None
+    assert btf.type_id("open_how", "struct") == 5 and btf.type_id("color", "enum") == 11
+    assert btf.type_id("open_how", "union") is None and btf.first_id == 1
+    assert btf.base is None
+
+
+def test_error_type_id_unknown_kind() -> None:
+    with pytest.raises(BtfFormatError, match="unknown BTF kind 'funky'"):
+        parse_btf(FIXTURE).type_id("x", "funky")
+
+
+def test_split_btf_ids_and_strings_continue_after_the_base() -> None:
+    base_bytes, mod_bytes = _split_fixture()
+    base = parse_btf(base_bytes)
+    mod = parse_btf(mod_bytes, base)
+    assert mod.first_id == 31 and len(mod) == 37 and mod.base is base
+    assert mod.type_id("mod_xmit", "func") == 32
+    assert mod.type_id("mod_s", "struct") == 33
+    assert mod.type_id("btf_trace_mod_tp", "typedef") == 36
+    # only its own types: vmlinux's "many" is not the module's, its do_sys_openat2 is
+    assert mod.type_id("many", "func") is None
+    assert mod.type_id("do_sys_openat2", "func") == 37
+    # rendering reaches into the base's types and strings
+    assert mod.function_signature("mod_xmit") == "long mod_xmit(struct sock * dev, int len)"
+    assert mod.raw_tracepoint_args("mod_tp") == ["int"]
+    assert mod.type_name(5) == "struct open_how" and mod.name(9) == "do_sys_openat2"
+    with pytest.raises(BtfFormatError, match="type id 38 does not exist"):
+        mod.type_name(38)
+    with pytest.raises(BtfFormatError, match="outside the string section"):
+        mod.string(mod._str0 + 10_000)
+
+
+def test_find_type_id_in_vmlinux_then_modules(tmp_path: Path) -> None:
+    from ebpfhooks.kernel.btf import (
+        BtfId,
+        find_type_id,
+        lsm_hook_id,
+        module_btf,
+        module_names,
+        tp_btf_id,
+        tracing_function_id,
+    )
+
+    base_bytes, mod_bytes = _split_fixture()
+    (tmp_path / "vmlinux").write_bytes(base_bytes)
+    (tmp_path / "zmod").write_bytes(mod_bytes)
+    assert module_names(tmp_path) == ["zmod"]
+    assert module_btf("zmod", tmp_path) is module_btf("zmod", tmp_path)  # cached
+    assert module_btf("nope", tmp_path) is None and module_btf("../x", tmp_path) is None
+    assert tracing_function_id("mod_xmit", directory=tmp_path) == BtfId(32, "zmod")
+    assert BtfId(32, "zmod").in_module and not BtfId(9, "vmlinux").in_module
+    # vmlinux first, as libbpf: the module's own do_sys_openat2 is not the one found
+    assert tracing_function_id("do_sys_openat2", directory=tmp_path) == BtfId(9, "vmlinux")
+    assert tracing_function_id("do_sys_openat2", "zmod", directory=tmp_path) == BtfId(37,
+                                                                                     "zmod")
+    assert tracing_function_id("mod_xmit", "vmlinux", directory=tmp_path) is None
+    assert tp_btf_id("mod_tp", directory=tmp_path) == BtfId(36, "zmod")
+    assert lsm_hook_id("file_open", directory=tmp_path) is None
+    assert find_type_id("open_how", "struct", directory=tmp_path) == BtfId(5, "vmlinux")
+    assert find_type_id("nothing", "func", directory=tmp_path) is None
+    assert module_names(tmp_path / "missing") == []
+
+
+@needs_btf
+def test_vmlinux_tracing_targets_match_bpftool() -> None:
+    from ebpfhooks.kernel.btf import BtfId, tp_btf_id, tracing_function_id
+
+    raw = _bpftool_raw()
+    for kind, name, got in (
+            ("FUNC", "do_sys_openat2", tracing_function_id("do_sys_openat2")),
+            ("TYPEDEF", "btf_trace_sched_process_exec", tp_btf_id("sched_process_exec"))):
+        m = re.search(rf"^\[(\d+)\] {kind} '{name}'", raw, re.M)
+        assert m and got == BtfId(int(m.group(1)), "vmlinux")
+
+
+def test_module_btf_ids_match_bpftool() -> None:
+    """Module BTF (split on vmlinux's) numbered as the kernel numbers it; VM tier has modules."""
+    from ebpfhooks.kernel import features
+    from ebpfhooks.kernel.btf import BtfId, module_btf, module_names, tracing_function_id
+
+    config = features.kernel_config() or {}
+    if not module_names() and config.get("CONFIG_MODULES") == "y" and os.geteuid() == 0:
+        subprocess.run(["modprobe", "veth"], capture_output=True, check=False)
+    mods = module_names()
+    if not mods:  # no module BTF on this kernel: say why
+        assert (config.get("CONFIG_MODULES", "n") != "y"
+                or config.get("CONFIG_DEBUG_INFO_BTF_MODULES", "n") != "y"
+                or not VMLINUX_BTF.exists()), "modules with BTF are expected but none loaded"
+        return
+    bpftool = shutil.which("bpftool")
+    assert bpftool, "bpftool is needed to cross-check module BTF (scripts/setup.sh)"
+    for mod in mods[:3]:
+        raw = subprocess.run([bpftool, "-B", str(VMLINUX_BTF), "btf", "dump", "file",
+                              f"/sys/kernel/btf/{mod}", "format", "raw"],
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+        funcs = re.findall(r"^\[(\d+)\] FUNC '([^']+)'", raw, re.M)
+        btf = module_btf(mod)
+        assert btf is not None and funcs, mod
+        assert len(btf) == int(re.findall(r"^\[(\d+)\]", raw, re.M)[-1])
+        for tid, name in funcs[:5]:
+            assert btf.type_id(name, "func") == int(tid), (mod, name)
+            assert btf.function_signature(name) is not None
+            found = tracing_function_id(name, mod)
+            assert found == BtfId(int(tid), mod)

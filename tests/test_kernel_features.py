@@ -196,3 +196,157 @@ def test_live_kernel_config():
     config = F.kernel_config()
     if Path("/proc/config.gz").exists():
         assert config is not None and config.get("CONFIG_BPF") == "y"
+
+
+# --------------------------------------------------------------------------- raw-syscall kinds
+
+_ROOT = frozenset({"CAP_SYS_ADMIN", "CAP_BPF", "CAP_PERFMON"})
+
+
+def _fake_bpf(monkeypatch, answers):
+    """bpf(2) answering each command with the next of ``answers[cmd]`` (the last repeats)."""
+    from ebpfhooks import bpfsys
+
+    calls = []
+
+    def fake(cmd, attr):
+        calls.append((cmd, bytes(attr)))
+        queue = answers.get(cmd, [0])
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    monkeypatch.setattr(bpfsys, "_sys_bpf", fake)
+    monkeypatch.setattr(bpfsys.os, "close", lambda fd: None)
+    monkeypatch.setattr(F, "capabilities", lambda: _ROOT)
+    return calls
+
+
+@pytest.mark.parametrize(("code", "status", "reason"), [
+    (9, FeatureStatus.YES, "EBADF for a directory"),                  # EBADF
+    (22, FeatureStatus.NO, "does not know BPF_TRACE_UPROBE_MULTI (EINVAL)"),
+    (95, FeatureStatus.NO, "built without CONFIG_UPROBES"),            # EOPNOTSUPP
+    (12, FeatureStatus.UNKNOWN, "answered the probe with ENOMEM"),
+])
+def test_uprobe_multi_probe(monkeypatch, code, status, reason):
+    from ebpfhooks import bpfsys
+
+    calls = _fake_bpf(monkeypatch, {bpfsys.BPF_PROG_LOAD: [5], bpfsys.BPF_LINK_CREATE: [-code]})
+    found = F.uprobe_multi()
+    assert found.status is status and reason in found.reason
+    load = bpfsys.ProgLoadAttr.from_buffer_copy(calls[0][1])
+    link = bpfsys.LinkCreateAttr.from_buffer_copy(calls[1][1])
+    assert (load.prog_type, load.expected_attach_type) == (2, 48)
+    assert (link.prog_fd, link.attach_type, link.u.uprobe_multi.cnt) == (5, 48, 1)
+    if status is not FeatureStatus.YES:
+        assert "6.6" in (found.fix or "")
+
+
+def test_uprobe_multi_probe_unprivileged_is_unknown_and_not_cached(monkeypatch):
+    monkeypatch.setattr(F, "capabilities", lambda: frozenset())
+    monkeypatch.setattr(F, "kernel_version", lambda: (6, 8, 0))
+    found = F.uprobe_multi()
+    assert found.status is FeatureStatus.UNKNOWN
+    assert found.reason == "probing needs CAP_BPF (kernel 6.8.0 >= 6.6 suggests yes)"
+    assert "uprobe_multi" not in F._cache
+
+
+@pytest.mark.parametrize(("load", "attach", "status"), [
+    ([-1], [3], FeatureStatus.NO),        # EPERM at load, privileged: no trampolines
+    ([4], [3], FeatureStatus.YES),
+    ([4], [-95], FeatureStatus.NO),       # loaded, EOPNOTSUPP at attach
+    ([4], [-2], FeatureStatus.UNKNOWN),   # ENOENT at attach: something else
+])
+def test_trampolines_probe(monkeypatch, load, attach, status):
+    from ebpfhooks import bpfsys
+    from ebpfhooks.kernel import btf
+
+    if btf.vmlinux_btf() is None:
+        pytest.skip("needs /sys/kernel/btf/vmlinux for a target id")
+    calls = _fake_bpf(monkeypatch, {bpfsys.BPF_PROG_LOAD: load,
+                                    bpfsys.BPF_RAW_TRACEPOINT_OPEN: attach})
+    found = F.trampolines()
+    assert found.status is status, found
+    attr = bpfsys.ProgLoadAttr.from_buffer_copy(calls[0][1])
+    assert (attr.prog_type, attr.expected_attach_type) == (26, 24) and attr.attach_btf_id
+
+
+def test_trampolines_probe_old_kernel(monkeypatch):
+    monkeypatch.setattr(F, "kernel_version", lambda: (5, 4, 0))
+    assert F.trampolines().status is FeatureStatus.NO
+
+
+@pytest.mark.parametrize(("lsm", "config", "cmdline", "status", "reason"), [
+    ("lockdown,capability,landlock,bpf", None, "", FeatureStatus.YES, "lsm: lockdown,"),
+    ("lockdown,capability,apparmor", None, "", FeatureStatus.NO, "does not list bpf"),
+    (None, {"CONFIG_BPF_LSM": "y", "CONFIG_LSM": "landlock,lockdown,yama,bpf"}, "quiet",
+     FeatureStatus.YES, "CONFIG_LSM lists bpf"),
+    (None, {"CONFIG_BPF_LSM": "y", "CONFIG_LSM": "landlock,bpf"}, "ro lsm=apparmor,yama",
+     FeatureStatus.NO, "the lsm= boot parameter does not list bpf (apparmor,yama)"),
+    (None, {"CONFIG_BPF_LSM": "y", "CONFIG_LSM": "yama"}, "lsm=yama,bpf",
+     FeatureStatus.YES, "lsm= boot parameter lists bpf"),
+    (None, {"CONFIG_LSM": "bpf"}, "", FeatureStatus.NO, "CONFIG_BPF_LSM is not set"),
+    (None, None, "", FeatureStatus.UNKNOWN, "securityfs not mounted"),
+])
+def test_bpf_lsm_probe(monkeypatch, tmp_path, lsm, config, cmdline, status, reason):
+    lsm_file = tmp_path / "lsm"
+    if lsm is not None:
+        lsm_file.write_text(lsm)
+    (tmp_path / "cmdline").write_text(cmdline + " -- lsm=bpf-not-the-kernels\n")
+    monkeypatch.setattr(F, "LSM_FILE", lsm_file)
+    monkeypatch.setattr(F, "CMDLINE", tmp_path / "cmdline")
+    monkeypatch.setattr(F, "kernel_config", lambda: config)
+    monkeypatch.setattr(F, "kernel_version", lambda: (6, 1, 0))
+    found = F.bpf_lsm()
+    assert found.status is status and reason in found.reason, found
+
+
+def test_perf_pmu_probes(monkeypatch, tmp_path):
+    from ebpfhooks import bpfsys
+
+    _fake_machine(monkeypatch, tmp_path, pmus=["software", "tracepoint", "msr"],
+                  config={"CONFIG_PERF_EVENTS": "y"})
+    monkeypatch.setattr(bpfsys, "_perf_event_open", lambda attr, pid, cpu: -2)  # ENOENT
+    assert F.perf_software().status is FeatureStatus.YES
+    hw = F.perf_hardware()
+    assert hw.status is FeatureStatus.NO
+    assert "ENOENT" in hw.reason and "msr, software, tracepoint" in hw.reason
+    F.clear_cache()
+    seen = []
+    monkeypatch.setattr(bpfsys, "_perf_event_open",
+                        lambda attr, pid, cpu: seen.append((attr.type, attr.config,
+                                                            attr.flags, pid, cpu)) or -13)
+    assert F.perf_hardware().status is FeatureStatus.UNKNOWN  # EACCES: paranoid
+    assert seen == [(0, 0, 0b1100001, 0, -1)]  # cycles, disabled, user space only
+
+
+def test_perf_software_missing(monkeypatch, tmp_path):
+    _fake_machine(monkeypatch, tmp_path, pmus=["uprobe"], config={"CONFIG_PERF_EVENTS": "n"})
+    assert F.perf_software().status is FeatureStatus.NO
+
+
+@pytest.mark.parametrize(("code", "status"), [(9, FeatureStatus.YES), (22, FeatureStatus.NO),
+                                              (1, FeatureStatus.UNKNOWN)])
+def test_perf_link_probe(monkeypatch, code, status):
+    from ebpfhooks import bpfsys
+
+    calls = _fake_bpf(monkeypatch, {bpfsys.BPF_PROG_LOAD: [5], bpfsys.BPF_LINK_CREATE: [-code]})
+    assert F.perf_link().status is status
+    link = bpfsys.LinkCreateAttr.from_buffer_copy(calls[1][1])
+    assert (link.attach_type, link.target_fd) == (bpfsys.BPF_PERF_EVENT, 0xFFFFFFFF)
+
+
+def test_live_raw_syscall_probes_agree_with_the_machine():
+    """On the running kernel: conclusive where privileged, consistent with what is there."""
+    if os.geteuid() != 0:
+        pytest.skip("the probes need root to be conclusive")
+    version = F.kernel_version()
+    multi = F.uprobe_multi()
+    assert multi.status is (FeatureStatus.YES if version >= (6, 6, 0) else FeatureStatus.NO)
+    link = F.perf_link()
+    assert link.status is (FeatureStatus.YES if version >= (5, 15, 0) else FeatureStatus.NO)
+    assert F.trampolines().known
+    assert bool(F.perf_software()) == (F.PMU_DIR / "software").exists()
+    assert F.perf_hardware().known
+    lsm = F.bpf_lsm()
+    if F.LSM_FILE.exists():
+        assert bool(lsm) == ("bpf" in F.LSM_FILE.read_text())
+    assert lsm.known or F.kernel_config() is None

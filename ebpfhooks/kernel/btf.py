@@ -26,13 +26,17 @@ import sys
 from array import array
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from ebpfhooks.errors import BtfFormatError
 
-__all__ = ["VMLINUX_BTF", "Btf", "parse_btf", "raw_tracepoint_names", "read_string_section",
-           "string_section", "vmlinux_btf"]
+__all__ = ["BTF_DIR", "KIND_NAMES", "VMLINUX_BTF", "Btf", "BtfId", "find_type_id", "lsm_hook_id",
+           "module_btf", "module_names", "parse_btf", "raw_tracepoint_names",
+           "read_string_section", "string_section", "tp_btf_id", "tracing_function_id",
+           "vmlinux_btf"]
 
-VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+BTF_DIR = Path("/sys/kernel/btf")
+VMLINUX_BTF = BTF_DIR / "vmlinux"
 
 MAGIC = 0xEB9F
 HEADER = 24
@@ -41,6 +45,12 @@ HEADER = 24
 INT, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF = 1, 2, 3, 4, 5, 6, 7, 8
 VOLATILE, CONST, RESTRICT, FUNC, FUNC_PROTO, VAR, DATASEC = 9, 10, 11, 12, 13, 14, 15
 FLOAT, DECL_TAG, TYPE_TAG, ENUM64 = 16, 17, 18, 19
+#: BTF kind numbers by name (``btf_kind_str`` spelling, lower case).
+KIND_NAMES = {"int": INT, "ptr": PTR, "array": ARRAY, "struct": STRUCT, "union": UNION,
+              "enum": ENUM, "fwd": FWD, "typedef": TYPEDEF, "volatile": VOLATILE,
+              "const": CONST, "restrict": RESTRICT, "func": FUNC, "func_proto": FUNC_PROTO,
+              "var": VAR, "datasec": DATASEC, "float": FLOAT, "decl_tag": DECL_TAG,
+              "type_tag": TYPE_TAG, "enum64": ENUM64}
 
 #: Extra 32-bit words after the 3-word ``btf_type`` record: (fixed, per vlen entry).
 _EXTRA: dict[int, tuple[int, int]] = {
@@ -59,44 +69,78 @@ class Btf:
     """Parsed BTF: the type records' positions, the strings and a lazy FUNC name index.
 
     Build it with :func:`parse_btf` (or :func:`vmlinux_btf` for the running kernel).
-    ``len(btf)`` is the number of types (without ``void``).
+    ``len(btf)`` is the number of types (without ``void``), which is also the last type id.
+    A split BTF (a kernel module's, :func:`module_btf`) sits on a base BTF: its type ids
+    start at ``first_id`` = ``len(base) + 1`` and its string offsets at the length of the
+    base's string section, as the kernel numbers them; ids and strings below those are
+    the base's. Name lookups (:meth:`type_id`, :meth:`function_id` ...) search only the
+    BTF's own types.
 
     >>> btf = parse_btf(open("/sys/kernel/btf/vmlinux", "rb").read())  # doctest: +SKIP
     >>> btf.function_signature("vfs_read")  # doctest: +SKIP
     'ssize_t vfs_read(struct file * file, char * buf, size_t count, loff_t * pos)'
     """
 
-    __slots__ = ("_budget", "_funcs", "_starts", "_strings", "_words")
+    __slots__ = ("_base", "_budget", "_first", "_funcs", "_starts", "_str0", "_strings",
+                 "_words")
 
-    def __init__(self, words: array[int], starts: array[int], strings: bytes) -> None:
+    def __init__(self, words: array[int], starts: array[int], strings: bytes,
+                 base: Btf | None = None) -> None:
         self._words = words
-        self._starts = starts  # word index of type id i at starts[i - 1]
+        self._starts = starts  # word index of type id first_id + i at starts[i]
         self._strings = strings
         self._funcs: dict[str, int] | None = None
         self._budget = _BUDGET
+        self._base = base
+        self._first = len(base) + 1 if base is not None else 1
+        self._str0: int = base._str0 + len(base._strings) if base is not None else 0
 
     def __len__(self) -> int:
-        return len(self._starts)
+        return self._first - 1 + len(self._starts)
+
+    @property
+    def first_id(self) -> int:
+        """The first type id this BTF defines: 1, or ``len(base) + 1`` for split BTF."""
+        return self._first
+
+    @property
+    def base(self) -> Btf | None:
+        """The base BTF of a split BTF (vmlinux's for a module), else ``None``."""
+        return self._base
 
     # ------------------------------------------------------------------ raw access
 
     def string(self, offset: int) -> str:
         """The NUL-terminated string at ``offset`` of the string section."""
-        if not 0 <= offset < len(self._strings):
+        if offset < self._str0 and self._base is not None:
+            return self._base.string(offset)
+        local = offset - self._str0
+        if not 0 <= local < len(self._strings):
             raise BtfFormatError(f"string offset {offset} is outside the string section "
-                                 f"({len(self._strings)} bytes)")
-        end = self._strings.find(b"\0", offset)
+                                 f"({self._str0 + len(self._strings)} bytes)")
+        end = self._strings.find(b"\0", local)
         try:
-            return self._strings[offset:end].decode()
+            return self._strings[local:end].decode()
         except UnicodeDecodeError as err:
             raise BtfFormatError(f"string at offset {offset} is not UTF-8") from err
 
+    def _w(self, type_id: int) -> array[int]:
+        """The words array holding type id ``type_id`` (the base's for a base id)."""
+        if type_id < self._first and self._base is not None:
+            return self._base._w(type_id)
+        return self._words
+
     def _record(self, type_id: int) -> tuple[int, int, int, int, int]:
-        """(word index, kind, vlen, kind_flag, size_or_type) of a type id >= 1."""
-        if not 1 <= type_id <= len(self._starts):
+        """(word index, kind, vlen, kind_flag, size_or_type) of a type id >= 1.
+
+        The word index is into :meth:`_w` of the id (the base's words for a base id).
+        """
+        if type_id < self._first and self._base is not None and type_id >= 1:
+            return self._base._record(type_id)
+        if not self._first <= type_id <= len(self):
             raise BtfFormatError(f"type id {type_id} does not exist "
-                                 f"(the BTF has {len(self._starts)} types)")
-        at = self._starts[type_id - 1]
+                                 f"(the BTF has {len(self)} types)")
+        at = self._starts[type_id - self._first]
         info = self._words[at + 1]
         return at, (info >> 24) & 0x1F, info & 0xFFFF, info >> 31, self._words[at + 2]
 
@@ -108,7 +152,7 @@ class Btf:
         """The name of a type id (``""`` for anonymous types and ``void``)."""
         if type_id == 0:
             return ""
-        return self.string(self._words[self._record(type_id)[0]])
+        return self.string(self._w(type_id)[self._record(type_id)[0]])
 
     # ------------------------------------------------------------------ functions
 
@@ -116,12 +160,41 @@ class Btf:
         """The type id of the FUNC named ``name`` (the first one), or ``None``."""
         return self._named(FUNC, name)
 
+    def type_id(self, name: str, kind: int | str) -> int | None:
+        """The first type id of ``kind`` named ``name`` among this BTF's own types, or None.
+
+        ``kind`` is a ``BTF_KIND_*`` number or its name (``"func"``, ``"typedef"``,
+        ``"struct"`` ... :data:`KIND_NAMES`). FUNC and TYPEDEF come from an index built
+        on the first lookup (one pass); other kinds are a scan.
+
+        >>> btf = vmlinux_btf()  # doctest: +SKIP
+        >>> btf.type_id("do_sys_openat2", "func")  # doctest: +SKIP
+        76192
+        >>> btf.type_id("btf_trace_sched_process_exec", TYPEDEF)  # doctest: +SKIP
+        41530
+
+        Raises :class:`BtfFormatError` for an unknown kind name or malformed BTF.
+        """
+        if isinstance(kind, str):
+            number = KIND_NAMES.get(kind.lower())
+            if number is None:
+                raise BtfFormatError(f"unknown BTF kind {kind!r} (expected one of "
+                                     f"{', '.join(KIND_NAMES)})")
+            kind = number
+        if kind in (FUNC, TYPEDEF):
+            return self._named(kind, name)
+        words = self._words
+        for i, at in enumerate(self._starts):
+            if (words[at + 1] >> 24) & 0x1F == kind and self.string(words[at]) == name:
+                return self._first + i
+        return None
+
     def _named(self, kind: int, name: str) -> int | None:
         """The first type id of ``kind`` (FUNC or TYPEDEF) named ``name``; one index pass."""
         if self._funcs is None:
             index: dict[str, int] = {}
             words = self._words
-            for tid, at in enumerate(self._starts, 1):
+            for tid, at in enumerate(self._starts, self._first):
                 k = (words[at + 1] >> 24) & 0x1F
                 if k in (FUNC, TYPEDEF):
                     # a TYPEDEF is kept under a "t:" key so it never hides a FUNC
@@ -187,7 +260,7 @@ class Btf:
 
     def _proto_params(self, proto: int) -> list[tuple[int, int]]:
         at, _, vlen, _, _ = self._record(proto)
-        w = self._words
+        w = self._w(proto)
         return [(w[at + 3 + 2 * i], w[at + 4 + 2 * i]) for i in range(vlen)]
 
     def _render_proto(self, proto: int, declarator: str, depth: int) -> str:
@@ -237,12 +310,13 @@ class Btf:
             if self.kind(target) == PTR:  # char * const p
                 return self._declare(target, f"{word} {declarator}".rstrip(), depth + 1)
             return f"{word} {self._declare(target, declarator, depth + 1)}"
+        words = self._w(type_id)
         if kind == ARRAY:
-            elem, _, nelems = self._words[at + 3], self._words[at + 4], self._words[at + 5]
+            elem, _, nelems = words[at + 3], words[at + 4], words[at + 5]
             return self._declare(elem, f"{declarator}[{nelems}]", depth + 1)
         if kind == FUNC_PROTO:
             return self._render_proto(type_id, declarator, depth + 1)
-        name = self.string(self._words[at])
+        name = self.string(words[at])
         if kind in (STRUCT, UNION):
             name = f"{'struct' if kind == STRUCT else 'union'} {name or '(anon)'}"
         elif kind in (ENUM, ENUM64):
@@ -261,7 +335,7 @@ class Btf:
         raise BtfFormatError(f"type id {type_id}: TYPE_TAG chain too long (a cycle?)")
 
 
-def parse_btf(data: bytes) -> Btf:
+def parse_btf(data: bytes, base: Btf | None = None) -> Btf:
     """Parse raw BTF bytes (as in ``/sys/kernel/btf/vmlinux``) into a :class:`Btf`.
 
     >>> parse_btf(b"nope")
@@ -269,7 +343,9 @@ def parse_btf(data: bytes) -> Btf:
     ...
     ebpfhooks.errors.BtfFormatError: BTF: 4 bytes, shorter than the 24-byte header
 
-    Raises :class:`BtfFormatError` for anything that is not complete, well-formed BTF.
+    ``base`` makes it split BTF on top of ``base`` (a module's BTF on vmlinux's: type
+    ids and string offsets continue after the base's). Raises :class:`BtfFormatError` for
+    anything that is not complete, well-formed BTF.
     """
     data = _as_bytes(data)
     order, (type_start, type_end), (str_start, str_end) = _header(data, len(data))
@@ -278,7 +354,7 @@ def parse_btf(data: bytes) -> Btf:
     words.frombytes(data[type_start:type_end])
     if (order == "<") != (sys.byteorder == "little"):
         words.byteswap()
-    return Btf(words, _scan(words), strings)
+    return Btf(words, _scan(words, 1 if base is None else len(base) + 1), strings, base)
 
 
 def string_section(data: bytes) -> bytes:
@@ -381,8 +457,11 @@ def _checked_strings(strings: bytes) -> bytes:
     return strings
 
 
-def _scan(words: array[int]) -> array[int]:
-    """The word index at which each type record starts; checks kinds and lengths."""
+def _scan(words: array[int], first: int = 1) -> array[int]:
+    """The word index at which each type record starts; checks kinds and lengths.
+
+    ``first`` is the type id of the first record (for messages).
+    """
     starts: array[int] = array("L")
     append = starts.append
     extra = _EXTRA
@@ -390,17 +469,19 @@ def _scan(words: array[int]) -> array[int]:
     i = 0
     while i < n:
         if i + 3 > n:
-            raise BtfFormatError(f"type id {len(starts) + 1}: record truncated")
+            raise BtfFormatError(f"type id {len(starts) + first}: record truncated")
         info = words[i + 1]
         kind = (info >> 24) & 0x1F
         try:
             fixed, per = extra[kind]
         except KeyError:
-            raise BtfFormatError(f"type id {len(starts) + 1}: unknown kind {kind}") from None
+            raise BtfFormatError(f"type id {len(starts) + first}: unknown kind "
+                                 f"{kind}") from None
         append(i)
         i += 3 + fixed + per * (info & 0xFFFF)
     if i != n:
-        raise BtfFormatError(f"type id {len(starts)}: record runs past the type section")
+        raise BtfFormatError(f"type id {len(starts) + first - 1}: record runs past the type "
+                             "section")
     return starts
 
 
@@ -419,3 +500,132 @@ def vmlinux_btf(path: Path = VMLINUX_BTF) -> Btf | None:
     except OSError:
         return None
     return parse_btf(data)
+
+
+# --------------------------------------------------------------------------- type ids of targets
+
+
+class BtfId(NamedTuple):
+    """A kernel BTF type id and the BTF object it is in.
+
+    ``btf`` is ``"vmlinux"`` or a module's name. Loading a tracing or LSM program at it
+    takes ``type_id`` as ``attach_btf_id`` and, for a module, the fd of that module's BTF
+    object as ``attach_btf_obj_fd`` (:func:`ebpfhooks.bpfsys.btf_obj_fd`); for vmlinux 0.
+
+    >>> BtfId(76192, "vmlinux").in_module
+    False
+    """
+
+    type_id: int
+    btf: str
+
+    @property
+    def in_module(self) -> bool:
+        """True when the type is in a module's BTF (so ``attach_btf_obj_fd`` is needed)."""
+        return self.btf != "vmlinux"
+
+
+def module_names(directory: Path = BTF_DIR) -> list[str]:
+    """The loaded modules that have BTF (the files of ``/sys/kernel/btf`` but vmlinux), sorted.
+
+    >>> module_names()  # doctest: +SKIP
+    ['veth', 'xfs']
+
+    Minimum kernel: 5.11 (CONFIG_DEBUG_INFO_BTF_MODULES=y). ``[]`` when there are none.
+    """
+    try:
+        return sorted(p.name for p in Path(directory).iterdir()
+                      if p.name != "vmlinux" and p.is_file())
+    except OSError:
+        return []
+
+
+@lru_cache(maxsize=64)
+def module_btf(module: str, directory: Path = BTF_DIR) -> Btf | None:
+    """A loaded module's BTF (``/sys/kernel/btf/MODULE``), split on vmlinux's; cached.
+
+    ``None`` when the module is not loaded, has no BTF, or vmlinux has none. Its type ids
+    continue after vmlinux's, exactly as the kernel numbers them, so an id found here is
+    the ``attach_btf_id`` to load with (plus the module BTF's fd, see :class:`BtfId`).
+
+    >>> module_btf("veth").type_id("veth_xmit", "func") > len(vmlinux_btf())  # doctest: +SKIP
+    True
+
+    Minimum kernel: 5.11. Raises :class:`BtfFormatError` if a file is not (split) BTF.
+    """
+    if not module or "/" in module or module.startswith("."):
+        return None
+    base = vmlinux_btf(Path(directory) / "vmlinux")
+    if base is None:
+        return None
+    try:
+        data = (Path(directory) / module).read_bytes()
+    except OSError:
+        return None
+    return parse_btf(data, base)
+
+
+def find_type_id(name: str, kind: int | str, module: str | None = None, *,
+                 directory: Path = BTF_DIR) -> BtfId | None:
+    """Where the kernel's BTF defines type ``name`` of ``kind``: a :class:`BtfId`, or None.
+
+    ``module`` ``None`` looks in vmlinux first, then in every loaded module's BTF (in
+    name order), as libbpf does for fentry targets; ``"vmlinux"`` or a module name looks
+    only there.
+
+    >>> find_type_id("do_sys_openat2", "func")  # doctest: +SKIP
+    BtfId(type_id=76192, btf='vmlinux')
+
+    Raises :class:`BtfFormatError` for an unknown kind name or malformed BTF.
+    """
+    directory = Path(directory)
+    if module is None or module == "vmlinux":
+        vmlinux = vmlinux_btf(directory / "vmlinux")
+        found = vmlinux.type_id(name, kind) if vmlinux is not None else None
+        if found is not None:
+            return BtfId(found, "vmlinux")
+        if module == "vmlinux":
+            return None
+    for mod in ([module] if module is not None else module_names(directory)):
+        btf = module_btf(mod, directory)
+        found = btf.type_id(name, kind) if btf is not None else None
+        if found is not None:
+            return BtfId(found, mod)
+    return None
+
+
+def tracing_function_id(function: str, module: str | None = None, *,
+                        directory: Path = BTF_DIR) -> BtfId | None:
+    """The BTF FUNC a fentry/fexit (or fmod_ret) program on ``function`` attaches to.
+
+    >>> tracing_function_id("vfs_read")  # doctest: +SKIP
+    BtfId(type_id=74153, btf='vmlinux')
+
+    Minimum kernel: 5.5 (fentry/fexit), 5.11 (functions of modules).
+    """
+    return find_type_id(function, FUNC, module, directory=directory)
+
+
+def lsm_hook_id(hook: str, *, directory: Path = BTF_DIR) -> BtfId | None:
+    """The BTF FUNC ``bpf_lsm_HOOK`` an LSM program on ``hook`` (e.g. ``file_open``) uses.
+
+    LSM hooks are only in vmlinux.
+
+    >>> lsm_hook_id("file_open")  # doctest: +SKIP
+    BtfId(type_id=30880, btf='vmlinux')
+
+    Minimum kernel: 5.7 (CONFIG_BPF_LSM).
+    """
+    return find_type_id("bpf_lsm_" + hook, FUNC, "vmlinux", directory=directory)
+
+
+def tp_btf_id(tracepoint: str, module: str | None = None, *,
+              directory: Path = BTF_DIR) -> BtfId | None:
+    """The BTF TYPEDEF ``btf_trace_NAME`` a tp_btf program on raw tracepoint ``NAME`` uses.
+
+    >>> tp_btf_id("sched_process_exec")  # doctest: +SKIP
+    BtfId(type_id=41530, btf='vmlinux')
+
+    Minimum kernel: 5.5 (tp_btf), 5.11 (tracepoints of modules).
+    """
+    return find_type_id("btf_trace_" + tracepoint, TYPEDEF, module, directory=directory)
