@@ -7,15 +7,17 @@ from collections.abc import Iterable
 
 
 def close_matches(name: str, names: Iterable[str], n: int = 5) -> list[str]:
-    """Return up to ``n`` names from ``names`` closest to ``name``, best first.
+    """Return up to ``n`` names from ``names`` closest to ``name``, best first, no repeats.
 
-    Names that contain ``name`` (or that ``name`` contains) come first, then
-    difflib's fuzzy matches.
+    difflib's close matches first (similarity 0.75 and up), then names that contain
+    ``name`` (shortest first), then looser difflib matches (0.6 and up).
 
     >>> close_matches("vfs_reed", ["vfs_read", "vfs_write", "ksys_read"])
     ['vfs_read', 'vfs_write']
+    >>> close_matches("malloc", ["malloc", "malloc", "valloc", "valloc"])
+    ['malloc', 'valloc']
     """
-    pool = list(names)
+    pool = list(dict.fromkeys(names))  # a name listed twice is one candidate
     if not name:
         return []
     out: list[str] = []

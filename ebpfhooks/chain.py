@@ -186,7 +186,7 @@ class FirstOf:
             try:
                 alt.hook.check_privileges()
                 alt.hook.check_supported()
-                alt.hook.resolve()
+                resolution = alt.hook.resolve()
             except Exception as err:
                 if not _rules_out(err):
                     raise
@@ -198,7 +198,7 @@ class FirstOf:
             else:
                 program = Program.coerce(prog, fn_name)
             try:
-                link = alt.hook.attach(program)
+                link = alt.hook._attach_checked(program, resolution)  # resolved once
             except AttachError as err:
                 passed.append((alt.hook, err))
                 continue

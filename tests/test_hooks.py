@@ -453,3 +453,21 @@ def test_import_is_lazy() -> None:
          "'ebpfhooks.kernel', 'elftools'))))"],
         capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_chain_resolves_the_chosen_hook_once(fake_bcc: list[Any],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """first_of(...).attach checks and resolves each alternative once, then attaches that."""
+    from ebpfhooks.hooks.tracepoint import Tracepoint, TracepointResolution
+
+    calls: list[str] = []
+
+    def resolve(self: Tracepoint) -> TracepointResolution:
+        calls.append(str(self))
+        return TracepointResolution(self, path="/x")
+
+    monkeypatch.setattr(Tracepoint, "resolve", resolve)
+    with ebpfhooks.first_of("tracepoint:syscalls:sys_enter_openat").attach(
+            FakeBPFClass(), "on_open") as link:
+        assert link.resolution.path == "/x"  # type: ignore[attr-defined]
+    assert calls == ["tracepoint:syscalls:sys_enter_openat"]
