@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from ebpfhooks import bpfsys
+from ebpfhooks import _bccshim, bpfsys, caps
 from ebpfhooks.errors import (
     AttachError,
     BccNotFoundError,
@@ -55,34 +55,39 @@ _INSTALL_HINT = (
     "it is not on PyPI (the PyPI package named 'bcc' is unrelated)"
 )
 
-#: bcc program types by the names ebpfhooks uses.
-PROGRAM_TYPES = ("SOCKET_FILTER", "KPROBE", "TRACEPOINT", "XDP", "RAW_TRACEPOINT")
-
 _bcc: ModuleType | None = None
 
-CAPS_TRACING = "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"
-CAPS_NET = "CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN)"
-CAPS_RAW_SOCKET = "CAP_NET_RAW and CAP_BPF (or CAP_SYS_ADMIN)"
+#: What each kind of attach needs, in words (the table is :mod:`ebpfhooks.caps`).
+CAPS_TRACING = caps.describe(caps.TRACING)
+CAPS_NET = caps.describe(caps.NET)
+CAPS_RAW_SOCKET = caps.describe(caps.RAW_SOCKET)
 
 
 def load() -> ModuleType:
-    """Import bcc once, or raise :class:`BccNotFoundError` saying how to install it."""
+    """Import bcc once, or raise :class:`BccNotFoundError` saying how to install it (or
+    what a bcc too different from the tested one lacks: :mod:`ebpfhooks._bccshim`)."""
     global _bcc
     if _bcc is None:
         try:
             import bcc
         except ImportError as err:
             raise BccNotFoundError(_INSTALL_HINT) from err
+        _bccshim.check(bcc)
         _bcc = bcc
     return _bcc
 
 
 def version() -> str | None:
-    """bcc's version string, or None when bcc is not importable."""
+    """bcc's version string, or None when bcc is not importable.
+
+    Raises :class:`BccNotFoundError` when bcc imports but lacks what ebpfhooks uses.
+    """
     try:
-        return str(getattr(load(), "__version__", "unknown"))
-    except BccNotFoundError:
-        return None
+        return _bccshim.version(load())
+    except BccNotFoundError as err:
+        if isinstance(err.__cause__, ImportError):
+            return None
+        raise  # importable, but lacking what ebpfhooks uses: say so
 
 
 def _lib() -> Any:
@@ -119,7 +124,7 @@ def _load_func(bpf: Any, fn_name: str, prog_type: str, what: str) -> Any:
     # bcc caches loaded functions by name only, whatever type they were loaded
     # as; remember the type so a second hook of another kind gets a clear error
     # instead of the kernel's EINVAL.
-    types: dict[str, str] = bpf.__dict__.setdefault("_ebpfhooks_types", {})
+    types = _bccshim.loaded_types(bpf)
     if name in bpf.funcs:
         had = types.get(fn_name)
         if had is not None and had != prog_type:
@@ -270,7 +275,7 @@ def attach_kprobe(
 
     def detach() -> None:
         ev = (b"r_" if ret else b"p_") + symbol.encode().replace(b"+", b"_").replace(b".", b"_")
-        if fn_b not in bpf.kprobe_fds.get(ev, {}):
+        if fn_b not in _bccshim.attached(bpf, "kprobe").get(ev, {}):
             return  # bcc's own cleanup already ran
         try:
             bpf.detach_kprobe_event_by_fn(ev, fn_b)
@@ -281,12 +286,12 @@ def attach_kprobe(
 
 
 def _attach_event(
-    bpf: Any, fn_name: str, prog_type: str, key: bytes, fds: str, noun: str, what: str,
+    bpf: Any, fn_name: str, prog_type: str, key: bytes, table: str, noun: str, what: str,
     attach: Callable[[], None], detach_call: Callable[[], None],
 ) -> Attachment:
     """The shared path of tracepoints and raw tracepoints: bcc keys both by event name."""
     _load_func(bpf, fn_name, prog_type, what)
-    if key in getattr(bpf, fds):
+    if key in _bccshim.attached(bpf, table):
         auto = _autoloaded(fn_name, what)
         if auto is not None:
             raise auto
@@ -300,7 +305,7 @@ def _attach_event(
         raise _attach_error(what, err, CAPS_TRACING) from err
 
     def detach() -> None:
-        if key not in getattr(bpf, fds):
+        if key not in _bccshim.attached(bpf, table):
             return  # bcc's own cleanup already ran
         try:
             detach_call()
@@ -315,7 +320,7 @@ def attach_tracepoint(bpf: Any, fn_name: str, category: str, event: str, *,
     """Attach a tracepoint program; return its detach."""
     tp = f"{category}:{event}".encode()
     return _attach_event(
-        bpf, fn_name, "TRACEPOINT", tp, "tracepoint_fds", "tracepoint", what,
+        bpf, fn_name, "TRACEPOINT", tp, "tracepoint", "tracepoint", what,
         lambda: bpf.attach_tracepoint(tp=tp, fn_name=fn_name.encode()),
         lambda: bpf.detach_tracepoint(tp),
     )
@@ -325,7 +330,7 @@ def attach_raw_tracepoint(bpf: Any, fn_name: str, event: str, *, what: str) -> A
     """Attach a raw tracepoint program; return its detach."""
     tp = event.encode()
     return _attach_event(
-        bpf, fn_name, "RAW_TRACEPOINT", tp, "raw_tracepoint_fds", "raw tracepoint", what,
+        bpf, fn_name, "RAW_TRACEPOINT", tp, "raw_tracepoint", "raw tracepoint", what,
         lambda: bpf.attach_raw_tracepoint(tp=tp, fn_name=fn_name.encode()),
         lambda: bpf.detach_raw_tracepoint(tp),
     )
@@ -370,13 +375,14 @@ def _attach_uprobe_call(lib: Any) -> Any:
 
     if not _is_libbcc(lib):
         return lib.bpf_attach_uprobe
-    call = _UPROBE_CALLS.get(lib._name)
+    path = _bccshim.libbcc_path(lib)
+    call = _UPROBE_CALLS.get(path)
     if call is None:
-        call = ctypes.CDLL(lib._name, use_errno=True).bpf_attach_uprobe
+        call = ctypes.CDLL(path, use_errno=True).bpf_attach_uprobe
         call.restype = ctypes.c_int
         call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
                          ctypes.c_uint64, ctypes.c_int, ctypes.c_uint32]
-        _UPROBE_CALLS[lib._name] = call
+        _UPROBE_CALLS[path] = call
     return call
 
 
@@ -401,21 +407,22 @@ def attach_uprobe(
     lib = _lib()
     c_pid = -1 if pid is None else pid
     path_b = os.fsencode(path)
-    ev = bpf._get_uprobe_evname(b"r" if ret else b"p", path_b, file_offset, c_pid)
+    ev = _bccshim.uprobe_event_name(bpf, ret, path_b, file_offset, c_pid)
     ev += b"_" + fn_name.encode()
-    if ev in bpf.uprobe_fds:
+    uprobes = _bccshim.attached(bpf, "uprobe")
+    if ev in uprobes:
         raise AttachError(f"{what} is already attached to {fn_name!r} in this BPF object")
-    bpf._check_probe_quota(1)
+    _bccshim.check_probe_quota(bpf, what)
     fast = _uprobe_opener() if _is_libbcc(lib) else None
     fd = fast(fn.fd, ret, path_b, file_offset, c_pid) if fast is not None else -1
     if fd < 0:  # libbcc decides (and words) any failure: the PMU again, then tracefs
         fd = _attach_uprobe_call(lib)(fn.fd, 1 if ret else 0, ev, path_b, file_offset, c_pid, 0)
     if fd < 0:
         raise _attach_error(what, OSError(_errno_now(), "bpf_attach_uprobe"), CAPS_TRACING)
-    bpf._add_uprobe_fd(ev, fd)
+    _bccshim.add_uprobe_fd(bpf, ev, fd)
 
     def detach() -> None:
-        if ev not in bpf.uprobe_fds:
+        if ev not in uprobes:
             return
         try:
             bpf.detach_uprobe_event(ev)

@@ -45,13 +45,19 @@ def _privileges() -> Feature:
 
 def _bcc() -> Feature:
     from ebpfhooks import _bcc
+    from ebpfhooks._bccshim import TESTED
 
-    version = _bcc.version()
+    try:
+        version = _bcc.version()
+    except EbpfHooksError as err:  # importable, but lacks what ebpfhooks uses
+        return Feature("bcc", _NO, str(err), "apt-get install python3-bpfcc (Debian/Ubuntu)")
     if version is None:
         return Feature("bcc", _NO, "bcc's Python module is not importable",
                        "apt-get install python3-bpfcc (Debian/Ubuntu) or dnf install "
                        "python3-bcc; use a venv made with --system-site-packages")
-    return Feature("bcc", _YES, f"bcc {version} importable")
+    tested = "" if version.startswith(TESTED) else f" (ebpfhooks is tested with bcc " \
+        f"{', '.join(TESTED)})"
+    return Feature("bcc", _YES, f"bcc {version} importable{tested}")
 
 
 def _tracefs() -> Feature:
