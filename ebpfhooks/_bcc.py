@@ -222,14 +222,10 @@ _AUTOLOAD_PREFIXES = ("kprobe__", "kretprobe__", "tracepoint__", "raw_tracepoint
 def _autoloaded(fn_name: str, what: str) -> AttachError | None:
     if fn_name.startswith(_AUTOLOAD_PREFIXES):
         return AttachError(
-            f"{what}: bcc already attached {fn_name!r} itself when it compiled the module "
-            "(it auto-attaches functions named kprobe__*, tracepoint__*, ... and "
-            "TRACEPOINT_PROBE); rename the function (for a tracepoint keep the argument "
-            f"type: int on_event(struct {fn_name} *args)) so ebpfhooks can own the attachment"
-            if fn_name.startswith("tracepoint__") else
-            f"{what}: bcc already attached {fn_name!r} itself when it compiled the module "
-            "(it auto-attaches functions named kprobe__*, tracepoint__*, ...); rename the "
-            "function so ebpfhooks can own the attachment"
+            f"{what}: {fn_name!r} is named for another event, where bcc attached it itself "
+            "when it compiled the module (it auto-attaches functions named kprobe__*, "
+            "tracepoint__*, ... and TRACEPOINT_PROBE); ebpfhooks adopts such an attachment "
+            "only on the event the name gives; rename the function to attach it here"
         )
     return None
 
@@ -262,19 +258,23 @@ def attach_kprobe(
     """Attach a kprobe (``ret=False``) or kretprobe; return its detach."""
     fn_b = fn_name.encode()
     _load_func(bpf, fn_name, "KPROBE", what)
-    try:
-        if ret:
-            bpf.attach_kretprobe(event=symbol.encode(), fn_name=fn_b, maxactive=maxactive)
-        else:
-            bpf.attach_kprobe(event=symbol.encode(), event_off=offset, fn_name=fn_b)
-    except Exception as err:
-        raise _attach_error(
-            what, err, CAPS_TRACING,
-            "the function may be inlined, marked notrace, or on the kprobe blacklist",
-        ) from err
+    ev = (b"r_" if ret else b"p_") + symbol.encode().replace(b"+", b"_").replace(b".", b"_")
+    adopted = (fn_b in _bccshim.attached(bpf, "kprobe").get(ev, {})
+               and fn_name.startswith("kretprobe__" if ret else "kprobe__")
+               and not offset and not maxactive)
+    if not adopted:  # else bcc attached it here itself, at compile: the link adopts that
+        try:
+            if ret:
+                bpf.attach_kretprobe(event=symbol.encode(), fn_name=fn_b, maxactive=maxactive)
+            else:
+                bpf.attach_kprobe(event=symbol.encode(), event_off=offset, fn_name=fn_b)
+        except Exception as err:
+            raise _attach_error(
+                what, err, CAPS_TRACING,
+                "the function may be inlined, marked notrace, or on the kprobe blacklist",
+            ) from err
 
     def detach() -> None:
-        ev = (b"r_" if ret else b"p_") + symbol.encode().replace(b"+", b"_").replace(b".", b"_")
         if fn_b not in _bccshim.attached(bpf, "kprobe").get(ev, {}):
             return  # bcc's own cleanup already ran
         try:
@@ -282,27 +282,36 @@ def attach_kprobe(
         except Exception as err:
             raise AttachError(f"detaching {what} failed: {err}") from err
 
-    return Attachment(detach, via="bcc")
+    return Attachment(detach, via="bcc autoload" if adopted else "bcc")
 
 
 def _attach_event(
     bpf: Any, fn_name: str, prog_type: str, key: bytes, table: str, noun: str, what: str,
-    attach: Callable[[], None], detach_call: Callable[[], None],
+    attach: Callable[[], None], detach_call: Callable[[], None], autoload_name: str,
 ) -> Attachment:
-    """The shared path of tracepoints and raw tracepoints: bcc keys both by event name."""
+    """The shared path of tracepoints and raw tracepoints: bcc keys both by event name.
+
+    A function bcc attached to this very event when it compiled the module (named
+    ``autoload_name``: ``tracepoint__CAT__EVENT``, ``raw_tracepoint__EVENT``) is adopted:
+    the link owns and detaches bcc's attachment.
+    """
     _load_func(bpf, fn_name, prog_type, what)
+    adopted = False
     if key in _bccshim.attached(bpf, table):
-        auto = _autoloaded(fn_name, what)
+        adopted = fn_name == autoload_name
+        auto = None if adopted else _autoloaded(fn_name, what)
         if auto is not None:
             raise auto
-        raise AttachError(
-            f"{what} is already attached in this BPF object; "
-            f"bcc keeps one program per {noun} per BPF object: use another BPF object"
-        )
-    try:
-        attach()
-    except Exception as err:
-        raise _attach_error(what, err, CAPS_TRACING) from err
+        if not adopted:
+            raise AttachError(
+                f"{what} is already attached in this BPF object; "
+                f"bcc keeps one program per {noun} per BPF object: use another BPF object"
+            )
+    if not adopted:
+        try:
+            attach()
+        except Exception as err:
+            raise _attach_error(what, err, CAPS_TRACING) from err
 
     def detach() -> None:
         if key not in _bccshim.attached(bpf, table):
@@ -312,7 +321,7 @@ def _attach_event(
         except Exception as err:
             raise AttachError(f"detaching {what} failed: {err}") from err
 
-    return Attachment(detach, via="bcc")
+    return Attachment(detach, via="bcc autoload" if adopted else "bcc")
 
 
 def attach_tracepoint(bpf: Any, fn_name: str, category: str, event: str, *,
@@ -323,6 +332,7 @@ def attach_tracepoint(bpf: Any, fn_name: str, category: str, event: str, *,
         bpf, fn_name, "TRACEPOINT", tp, "tracepoint", "tracepoint", what,
         lambda: bpf.attach_tracepoint(tp=tp, fn_name=fn_name.encode()),
         lambda: bpf.detach_tracepoint(tp),
+        f"tracepoint__{category}__{event}",
     )
 
 
@@ -333,6 +343,7 @@ def attach_raw_tracepoint(bpf: Any, fn_name: str, event: str, *, what: str) -> A
         bpf, fn_name, "RAW_TRACEPOINT", tp, "raw_tracepoint", "raw tracepoint", what,
         lambda: bpf.attach_raw_tracepoint(tp=tp, fn_name=fn_name.encode()),
         lambda: bpf.detach_raw_tracepoint(tp),
+        f"raw_tracepoint__{event}",
     )
 
 

@@ -196,7 +196,7 @@ class FirstOf:
                 bpf = prog.bpf if isinstance(prog, Program) else prog
                 program = Program(bpf, alt.fn_name)
             else:
-                program = Program.coerce(prog, fn_name)
+                program = Program.coerce(prog, fn_name, alt.hook)
             try:
                 link = alt.hook._attach_checked(program, resolution)  # resolved once
             except AttachError as err:

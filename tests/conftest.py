@@ -213,6 +213,43 @@ def bpf_progs_named(prefix: str, settle: float = 3.0) -> list[str]:
         time.sleep(0.05)
 
 
+def type_into_bash(lines: list[str]) -> str:
+    """Run an interactive bash on a pseudo-terminal, type ``lines``, return what it printed."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = {"PATH": "/usr/bin:/bin", "TERM": "dumb", "INPUTRC": "/dev/null", "PS1": "$ "}
+    bash = subprocess.Popen(["/bin/bash", "--norc", "--noprofile", "-i"], stdin=slave,
+                            stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    out = b""
+    try:
+        for line in [*lines, "exit"]:
+            os.write(master, line.encode() + b"\n")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                if bash.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 4096)   # drain, or bash blocks on a full pty
+            except OSError:   # EIO: bash exited and closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        bash.wait(timeout=10)
+    finally:
+        if bash.poll() is None:
+            bash.kill()
+            bash.wait()
+        os.close(master)
+    return out.decode(errors="replace")
+
+
 Trigger = Callable[[int], None]
 
 

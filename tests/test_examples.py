@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import select
 import shutil
 import signal
 import socket
@@ -18,7 +17,14 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from conftest import mac_of, not_possible, send_frames, uprobe_events, xdp_prog_on
+from conftest import (
+    mac_of,
+    not_possible,
+    send_frames,
+    type_into_bash,
+    uprobe_events,
+    xdp_prog_on,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ROOT / "tests" / "targets"
@@ -170,42 +176,6 @@ def test_execsnoop_reports_pid_filename_and_argv(live: None) -> None:
     assert run.lines[-1].endswith(" execs seen")
 
 
-def _type_into_bash(lines: list[str]) -> str:
-    """Run an interactive bash on a pseudo-terminal, type ``lines``, return what it printed."""
-    import pty
-
-    master, slave = pty.openpty()
-    env = {"PATH": "/usr/bin:/bin", "TERM": "dumb", "INPUTRC": "/dev/null", "PS1": "$ "}
-    bash = subprocess.Popen(["/bin/bash", "--norc", "--noprofile", "-i"], stdin=slave,
-                            stdout=slave, stderr=slave, env=env, start_new_session=True)
-    os.close(slave)
-    out = b""
-    try:
-        for line in [*lines, "exit"]:
-            os.write(master, line.encode() + b"\n")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if not ready:
-                if bash.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(master, 4096)   # drain, or bash blocks on a full pty
-            except OSError:   # EIO: bash exited and closed the terminal
-                break
-            if not chunk:
-                break
-            out += chunk
-        bash.wait(timeout=10)
-    finally:
-        if bash.poll() is None:
-            bash.kill()
-            bash.wait()
-        os.close(master)
-    return out.decode(errors="replace")
-
-
 def test_bashreadline_prints_the_typed_command(live: None) -> None:
     marker = f"ehk-readline-{os.getpid()}"
     run = Run("bashreadline.py", "--duration", "30")
@@ -213,7 +183,7 @@ def test_bashreadline_prints_the_typed_command(live: None) -> None:
     assert first.startswith("attached uretprobe:/bin/bash:readline -> "), first
     assert "bash:readline (vaddr 0x" in first
     typed = f"echo {marker} one two"
-    shown = _type_into_bash([typed, "true"])
+    shown = type_into_bash([typed, "true"])
     assert marker in shown   # bash really ran it
     line = run.wait_for(lambda text: text.endswith(" " + typed), timeout=10)
     pid, comm = line.split()[1:3]

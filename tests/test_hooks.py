@@ -279,7 +279,7 @@ def test_error_program_arguments() -> None:
     with pytest.raises(ebpfhooks.ProgramError, match="not a C identifier"):
         Program(FakeBPFClass(), "on-open")
     with pytest.raises(ebpfhooks.ProgramError, match="without fn_name"):
-        Hook.from_spec("t:syscalls:sys_enter_openat").attach(FakeBPFClass())
+        Program.coerce(FakeBPFClass(), None)  # no hook to choose a function for
     with pytest.raises(ebpfhooks.ProgramError, match="pass one or the other"):
         Hook.from_spec("t:syscalls:sys_enter_openat").attach(Program(FakeBPFClass(), "a"), "b")
 
@@ -471,3 +471,9 @@ def test_chain_resolves_the_chosen_hook_once(fake_bcc: list[Any],
             FakeBPFClass(), "on_open") as link:
         assert link.resolution.path == "/x"  # type: ignore[attr-defined]
     assert calls == ["tracepoint:syscalls:sys_enter_openat"]
+
+
+def test_attach_without_fn_name_takes_the_only_function(fake_bcc: list[Any]) -> None:
+    with Hook.from_spec("t:syscalls:sys_enter_openat").attach(FakeBPFClass()) as link:
+        assert link.program.fn_name == "fn"  # the fake module's one function
+    assert fake_bcc[0] == ("attach_tracepoint", "syscalls:sys_enter_openat", "fn")

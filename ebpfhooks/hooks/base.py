@@ -16,6 +16,7 @@ plus ~1.5 ms per class of CPU on the project's machine).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 
 from ebpfhooks.errors import SpecError
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from ebpfhooks.spec import Body, SpecText
 
 __all__ = ["FrozenError", "Hook", "Pattern", "Resolution", "Value"]
+
+_C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_C_IDENT_CHARS = re.compile(r"[^A-Za-z0-9_]")
 
 
 class FrozenError(AttributeError):
@@ -220,6 +224,8 @@ class Hook(Value):
     overhead: ClassVar[str] = ""
     min_kernel: ClassVar[tuple[int, int]] = (0, 0)
     program_type: ClassVar[str] = ""
+    #: The word bcc's own function naming uses for this kind (``kprobe__vfs_read``).
+    bcc_prefix: ClassVar[str] = ""
     #: The :mod:`ebpfhooks.kernel.features` probe (or doctor check) this kind needs,
     #: beside privileges and bcc (``None``: nothing more).
     feature: ClassVar[str | None] = None
@@ -340,6 +346,27 @@ class Hook(Value):
 
         require(self.capabilities, f"attaching {self}")
 
+    def _target_names(self) -> tuple[str, str] | None:
+        """(the target in bcc's function naming, the target's own name), or ``None``."""
+        return None
+
+    def function_names(self) -> tuple[str, ...]:
+        """The names a BPF function written for this hook may have, best first: bcc's
+        ``KIND__TARGET``, the target's own name, ``on_TARGET`` (C identifiers only).
+
+        ``hook.attach(bpf)`` without ``fn_name`` takes the module's one function, or the
+        one function named by these rules (docs/hooks.md).
+
+        >>> Hook.from_spec("tracepoint:sched:sched_switch").function_names()
+        ('tracepoint__sched__sched_switch', 'sched_switch', 'on_sched_switch')
+        """
+        names = self._target_names()
+        if names is None:
+            return ()
+        bcc_target, target = (_C_IDENT_CHARS.sub("_", n) for n in names)
+        found = (f"{self.bcc_prefix}__{bcc_target}", target, f"on_{target}")
+        return tuple(n for n in dict.fromkeys(found) if _C_IDENT.fullmatch(n))
+
     def info_facts(self, facts: dict[str, Any], text: list[str]) -> None:
         """Add what ``ebpfhooks.info`` reports for this kind (JSON facts, text lines)."""
 
@@ -349,8 +376,11 @@ class Hook(Value):
         """Resolve the hook and attach ``prog`` to it; return the owning :class:`ebpfhooks.Link`.
 
         ``prog`` is an :class:`ebpfhooks.Program`, or a bcc ``BPF`` object with
-        ``fn_name``. The link stays attached until ``link.detach()``, the end of a
-        ``with`` block, or interpreter exit (not garbage collection).
+        ``fn_name``, or without it: then the module's only function, or its one function
+        named for this hook (:meth:`function_names`: ``uprobe__readline``, ``readline``,
+        ``on_readline``); ``link.program.fn_name`` says which. The link stays attached
+        until ``link.detach()``, the end of a ``with`` block, or interpreter exit (not
+        garbage collection).
 
         Raises :class:`ebpfhooks.ProgramTypeError` when ``prog`` is not a program,
         :class:`ebpfhooks.NotSupportedError` when the kernel cannot do this kind, a
@@ -360,7 +390,7 @@ class Hook(Value):
         """
         from ebpfhooks.hooks.link import Program
 
-        program = Program.coerce(prog, fn_name)
+        program = Program.coerce(prog, fn_name, self)
         self.check_privileges()
         self.check_supported()
         return self._attach_checked(program, self.resolve())

@@ -169,6 +169,9 @@ class KernelFunctionHook(Hook):
                 found.add(f"{cls.kind}:{mod}:{name}" if mod else f"{cls.kind}:{name}",
                           cls, name, module=mod)
 
+    def _target_names(self) -> tuple[str, str]:
+        return self.symbol, self.symbol
+
     def _prefix(self) -> str:
         mod = f"{self.module}:" if self.module else ""
         return f"{self.kind}:{mod}{self.symbol}"
@@ -339,6 +342,7 @@ class Kprobe(KernelFunctionHook):
     offset: int
 
     kind = "kprobe"
+    bcc_prefix = "kprobe"
     aliases = ("k",)
     libbpf = ()
     fires = "at the start of a kernel function call"
@@ -374,6 +378,7 @@ class Kretprobe(KernelFunctionHook):
     maxactive: int
 
     kind = "kretprobe"
+    bcc_prefix = "kretprobe"
     aliases = ("kr",)
     libbpf = ()
     options = ("maxactive",)

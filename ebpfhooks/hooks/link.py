@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ebpfhooks._bcc import Attachment
 
 __all__ = ["Link", "LinkGroup", "Program", "check_and_resolve", "check_fn_name",
-           "is_bcc_module"]
+           "choose_function", "is_bcc_module"]
 
 _C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -102,8 +102,10 @@ class Program:
         check_fn_name(value)
 
     @classmethod
-    def coerce(cls, prog: Program | Any, fn_name: str | None) -> Program:
-        """Accept a :class:`Program`, or a bcc ``BPF`` object plus ``fn_name``."""
+    def coerce(cls, prog: Program | Any, fn_name: str | None,
+               hook: Hook | None = None) -> Program:
+        """Accept a :class:`Program`, or a bcc ``BPF`` object with ``fn_name``, or (given
+        the ``hook``) without it: :func:`choose_function` picks the function."""
         if isinstance(prog, Program):
             if fn_name is not None and fn_name != prog.fn_name:
                 raise ProgramError(
@@ -114,11 +116,46 @@ class Program:
         if not is_bcc_module(prog):
             raise _not_a_program(prog, "attach()")
         if fn_name is None:
-            raise ProgramError(
-                "attach() got a BPF object without fn_name; "
-                "pass attach(bpf, fn_name='...') or attach(ebpfhooks.Program(bpf, '...'))"
-            )
+            if hook is None:
+                raise ProgramError(
+                    "attach() got a BPF object without fn_name; "
+                    "pass attach(bpf, fn_name='...') or attach(ebpfhooks.Program(bpf, '...'))"
+                )
+            fn_name = choose_function(prog, hook)
         return cls(prog, fn_name)
+
+
+def choose_function(bpf: Any, hook: Hook) -> str:
+    """The function of ``bpf`` to attach to ``hook`` when no ``fn_name`` is given.
+
+    The module's only function; else the one function named for the hook
+    (:meth:`ebpfhooks.Hook.function_names`: bcc's ``uprobe__readline``, the bare
+    ``readline``, ``on_readline``). Raises :class:`ebpfhooks.ProgramError` listing the
+    module's functions when the choice is not clear.
+    """
+    from ebpfhooks import _bcc
+
+    defined = _bcc.function_names(bpf)
+    if len(defined) == 1:
+        return defined[0]
+    rules = hook.function_names()
+    named = [n for n in rules if n in defined]
+    if len(named) == 1:
+        return named[0]
+    if not defined:
+        raise ProgramError(f"attach() got a BPF module that defines no function to attach "
+                           f"to {hook}; check the C source compiled into it")
+    if named:
+        why = f"{len(named)} of them are named for {hook} ({', '.join(named)})"
+    elif rules:
+        why = f"none is named for {hook} ({' or '.join(rules)})"
+    else:
+        why = f"{hook} has no name a function could follow"
+    raise ProgramError(
+        f"attach() got a BPF module without fn_name and cannot choose its function: it "
+        f"defines {', '.join(defined)}; {why}; pass the one to attach: "
+        f"attach(bpf, fn_name={(named or defined)[0]!r})"
+    )
 
 
 _live_links: set[Link] = set()
@@ -356,8 +393,11 @@ class LinkGroup(_DetachOnExit):
         """Attach ``prog`` to every hook; see the class docs for failures."""
         from ebpfhooks.errors import EbpfHooksError, HookPermissionError, ProgramError
 
-
-        program = Program.coerce(prog, fn_name)
+        # one program for all, or (a BPF module without fn_name) each hook's own function
+        shared = (Program.coerce(prog, fn_name) if isinstance(prog, Program) or fn_name
+                  else None)
+        if shared is None and not is_bcc_module(prog):
+            raise _not_a_program(prog, "attach()")
         group = cls()
 
         def fatal(err: Exception) -> bool:
@@ -370,6 +410,7 @@ class LinkGroup(_DetachOnExit):
                 try:
                     if isinstance(outcome, Exception):
                         raise outcome
+                    program = shared or Program.coerce(prog, None, hook)
                     group.links.append(hook._attach_checked(program, outcome))
                 except EbpfHooksError as err:
                     if fatal(err):

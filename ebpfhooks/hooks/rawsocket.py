@@ -36,6 +36,7 @@ class RawSocket(Hook):
     interface: str
 
     kind = "raw_socket"
+    bcc_prefix = "raw_socket"
     aliases = ("rawsocket",)
     example = "eth0"
     target_noun = "interface"
@@ -51,6 +52,9 @@ class RawSocket(Hook):
 
     def __init__(self, interface: str) -> None:
         self._init(interface=text_field(interface, check_interface, "interface"))
+
+    def _target_names(self) -> tuple[str, str]:
+        return self.interface, self.interface
 
     def spec(self) -> str:
         """``raw_socket:IFACE``."""

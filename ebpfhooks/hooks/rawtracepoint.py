@@ -59,6 +59,7 @@ class RawTracepoint(Hook):
     module: str | None
 
     kind = "rawtracepoint"
+    bcc_prefix = "raw_tracepoint"
     aliases = ("rt", "raw_tracepoint")
     libbpf = ("raw_tp",)
     example = "sched_switch"
@@ -78,6 +79,9 @@ class RawTracepoint(Hook):
     def __init__(self, event: str, *, module: str | None = None) -> None:
         self._init(event=text_field(event, _event, "raw tracepoint name"),
                    module=optional_text(module, check_module, "kernel module"))
+
+    def _target_names(self) -> tuple[str, str]:
+        return self.event, self.event
 
     def spec(self) -> str:
         """``rawtracepoint:[module:]event`` (bpftrace's spelling)."""

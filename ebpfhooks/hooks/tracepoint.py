@@ -56,8 +56,8 @@ class Tracepoint(Hook):
     struct from the event's tracefs ``format`` file: name the function freely and
     give it that struct
     (``int on_open(struct tracepoint__syscalls__sys_enter_openat *args) { ...
-    args->filename ... }``). Not ``TRACEPOINT_PROBE``: bcc attaches those itself
-    at compile time, so no :class:`ebpfhooks.Link` could own them.
+    args->filename ... }``). A ``TRACEPOINT_PROBE`` (bcc attaches those itself at
+    compile time) is adopted by the link of its own tracepoint only.
     A stable interface: prefer it over a kprobe when both exist.
     Minimum kernel 4.7.
     """
@@ -68,6 +68,7 @@ class Tracepoint(Hook):
     event: str
 
     kind = "tracepoint"
+    bcc_prefix = "tracepoint"
     aliases = ("t",)
     libbpf = ("tp",)
     example = "syscalls:sys_enter_openat"
@@ -87,6 +88,9 @@ class Tracepoint(Hook):
     def __init__(self, category: str, event: str) -> None:
         self._init(category=text_field(category, _category, "tracepoint category"),
                    event=text_field(event, _event, "tracepoint event"))
+
+    def _target_names(self) -> tuple[str, str]:
+        return f"{self.category}__{self.event}", self.event
 
     def spec(self) -> str:
         """``tracepoint:category:event``."""

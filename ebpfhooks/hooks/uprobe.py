@@ -238,6 +238,12 @@ class UserProbeHook(Hook):
                 f"or uprobe:{self.binary}:{self.location}",
             )
 
+    def _target_names(self) -> tuple[str, str] | None:
+        if not isinstance(self.location, Symbol):
+            return None
+        name = self.location.name.split("@", 1)[0]  # malloc@@GLIBC_2.2.5 -> malloc
+        return name, name
+
     def spec(self) -> str:
         """``KIND:BINARY:LOCATION[[pid=N]]``."""
         pid = f"[pid={self.pid}]" if self.pid else ""
@@ -425,6 +431,7 @@ class Uprobe(UserProbeHook):
 
     __slots__ = ()
     kind = "uprobe"
+    bcc_prefix = "uprobe"
     aliases = ("u",)
     libbpf = ()
     fires = "at the start of a user-space function call"
@@ -443,6 +450,7 @@ class Uretprobe(UserProbeHook):
 
     __slots__ = ()
     kind = "uretprobe"
+    bcc_prefix = "uretprobe"
     aliases = ("ur",)
     libbpf = ()
     fires = "when a user-space function returns"

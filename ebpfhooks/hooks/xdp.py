@@ -92,6 +92,7 @@ class Xdp(Hook):
     mode: XdpMode
 
     kind = "xdp"
+    bcc_prefix = "xdp"
     example = "eth0"
     target_noun = "interface"
     hooks = "network interface (packets received)"
@@ -109,6 +110,9 @@ class Xdp(Hook):
     def __init__(self, interface: str, mode: XdpMode | str = XdpMode.AUTO) -> None:
         self._init(interface=text_field(interface, check_interface, "interface"),
                    mode=_mode(mode))
+
+    def _target_names(self) -> tuple[str, str]:
+        return self.interface, self.interface
 
     def spec(self) -> str:
         """``xdp:IFACE`` or ``xdp:IFACE:mode``."""
