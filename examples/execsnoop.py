@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Show new processes (pid, comm, filename, argv) from tracepoint:syscalls:sys_enter_execve.
 
-The seed's "monitor process creation" case: of the many *execve* hooks that
+The "monitor process creation" case of docs/choosing.md: of the many *execve* hooks that
 `bpftrace -l '*execve*'` lists (kprobes on __x64_sys_execve, bprm_execve,
 do_execveat_common.isra.0 ...), take the stable tracepoint. Its arguments come
 from the tracefs format file (bcc builds `struct tracepoint__syscalls__sys_enter_execve`

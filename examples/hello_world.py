@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""The seed's hello world: report file opens from kprobe:do_sys_openat2.
+"""Hello world: report file opens from kprobe:do_sys_openat2.
 
 Shows: attaching a kprobe through ebpfhooks, and what a script does on a kernel
-without kprobes: it says why in one line and falls back, as the seed advises, to
+without kprobes: it says why in one line and falls back, as docs/choosing.md advises, to
 the stable tracepoint tracepoint:syscalls:sys_enter_openat.
 
     sudo .venv/bin/python examples/hello_world.py --duration 5

@@ -5,7 +5,7 @@ Shows a fallback chain. Kernel functions are renamed and inlined between
 releases and some kernels have no kprobes at all (this one, built without
 CONFIG_KPROBES), so a script written once should not hard-code one hook. Here
 the script asks the library for the stable alternative of the kernel function
-(`ebpfhooks.suggest(SYMBOL).recommended`, the seed's rule: a stable tracepoint
+(`ebpfhooks.suggest(SYMBOL).recommended`, the rule of docs/choosing.md: a stable tracepoint
 first), builds the chain
 
     ebpfhooks.first_of(("kprobe:SYMBOL", "on_kprobe"), (TRACEPOINT, "on_tp"))

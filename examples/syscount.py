@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Count system calls per process, from rawtracepoint:sys_enter (the raw, cheaper tracepoint).
 
-Shows a raw tracepoint next to its parsed twin, the seed table's overhead column
+Shows a raw tracepoint next to its parsed twin, the overhead column of docs/hooks.md
 in practice. `rawtracepoint:sys_enter` hands the program the tracepoint's raw
 arguments (`struct bpf_raw_tracepoint_args`: args[0] is the registers,
 args[1] the syscall number) without the kernel first copying them into a
-record: the seed rates it "low" overhead. `tracepoint:raw_syscalls:sys_enter`
+record: docs/hooks.md rates it "low" overhead. `tracepoint:raw_syscalls:sys_enter`
 (--parsed) fires at the same place but fills the record described by its tracefs
 format file first (`args->id`): rated "moderate". On a busy machine the
 difference is paid per syscall, so it adds up: `ebpfhooks bench` (or
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with hook.attach(bpf, fn_name=fn_name) as link:
             kind = "raw: arguments not parsed" if not args.parsed else "parsed record"
-            print(f"attached {link.hook} ({kind}; the seed rates its overhead "
+            print(f"attached {link.hook} ({kind}; its overhead is rated "
                   f"{link.hook.overhead!r}): counting for {args.duration:g} s", flush=True)
             with contextlib.suppress(KeyboardInterrupt):   # Ctrl-C: stop early, still print
                 time.sleep(args.duration)

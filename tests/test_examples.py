@@ -268,11 +268,11 @@ def test_syscount_counts_a_known_process(live: None, uprobe_target: Path, parsed
             proc.wait()
     assert run.finish() == 0, run.stderr
     if parsed:
-        assert first == ("attached tracepoint:raw_syscalls:sys_enter (parsed record; the seed "
-                         "rates its overhead 'moderate'): counting for 2 s")
+        assert first == ("attached tracepoint:raw_syscalls:sys_enter (parsed record; its "
+                         "overhead is rated 'moderate'): counting for 2 s")
     else:
-        assert first == ("attached rawtracepoint:sys_enter (raw: arguments not parsed; the seed "
-                         "rates its overhead 'low'): counting for 2 s")
+        assert first == ("attached rawtracepoint:sys_enter (raw: arguments not parsed; its "
+                         "overhead is rated 'low'): counting for 2 s")
     assert run.lines[1].split() == ["PID", "COMM", "SYSCALLS", "TOP", "SYSCALL"]
     rows = {line.split()[0]: line.split()[1:] for line in run.lines[2:-1]}
     comm, total, top, top_count = rows[str(proc.pid)]

@@ -1,7 +1,7 @@
 """Hooks without the live kernel attach: dispatch through a fake bcc, resolution, errors.
 
 The fake bcc records which ``attach_*`` entry each kind calls and with what, so
-the table of the seed (kind -> bcc entry) is checked exactly; the live tests in
+the table of docs/hooks.md (kind -> bcc entry) is checked exactly; the live tests in
 test_live.py prove the same paths against the real kernel.
 """
 

@@ -344,7 +344,7 @@ def test_kprobe_in_a_loaded_module(
         Hook.from_spec("kprobe:veth:do_sys_openat2").attach(kbpf, fn_name="ehk_kp_module")
 
 
-# ---------------------------------------------------------------- the seed's hello world
+# ---------------------------------------------------------------- the hello world
 
 ROOT = Path(__file__).resolve().parent.parent
 

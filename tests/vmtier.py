@@ -551,7 +551,7 @@ def is_guest_test(item: pytest.Item) -> bool:
 
     Every test in ``test_live*.py``, ``test_kernel_*.py`` (the eight kinds and the
     kernel readers), the live tests of ``test_discover.py`` and ``test_doctor.py``
-    (listing and info; test_live_kprobe.py has the seed's hello world), and any test
+    (listing and info; test_live_kprobe.py has the hello world), and any test
     marked ``guest``.
     ``EBPFHOOKS_VM_ALL_LIVE=1`` adds every other ``live`` test (slow under emulation:
     each example compiles its own program).
