@@ -72,8 +72,15 @@ DEFAULT_TIMEOUT = 900.0
 DEFAULT_VNG = "/opt/vng/bin/vng"
 SUFFIX = "@vm"
 RUN_NAME = "vm-guest" + SUFFIX
-KINDS = ("kprobe", "kretprobe", "tracepoint", "rawtracepoint", "xdp", "uprobe", "uretprobe",
-         "raw_socket")
+
+def _kinds() -> tuple[str, ...]:
+    from ebpfhooks.hooks import KINDS as registered
+
+    return tuple(k.kind for k in registered)
+
+
+#: Every kind of the registry (ebpfhooks.hooks.KINDS), in its order.
+KINDS = _kinds()
 GUEST_FILE_PATTERNS = (re.compile(r"test_kernel_\w+\.py$"), re.compile(r"test_live\w*\.py$"))
 GUEST_LIVE_FILES = frozenset({"test_discover.py", "test_doctor.py"})
 GUEST_TESTS: frozenset[str] = frozenset()  # single tests by nodeid (without parameters)
@@ -391,26 +398,33 @@ KIND_LOG = KindLog()
 
 
 def _install_attach_recorder() -> None:
-    """Wrap ``Hook.attach`` so each test's attaches (and NotSupportedErrors) are recorded."""
+    """Record each test's attaches: every successful one (``Hook._attach_checked``, which
+    single attaches, groups and chains all go through) and the NotSupportedErrors of
+    ``Hook.attach``."""
     from ebpfhooks.hooks import base
 
     original = base.Hook.attach
     if getattr(original, "_ehk_recorder", False):
         return
+    checked = base.Hook._attach_checked
 
     def attach(self: Any, prog: Any, fn_name: str | None = None) -> Any:
         try:
-            link = original(self, prog, fn_name)
+            return original(self, prog, fn_name)
         except Exception as err:
             missing = getattr(err, "missing", None) or ""
             KIND_LOG.attaches.append((KIND_LOG.current, self.kind, type(err).__name__,
                                       str(missing)))
             raise
+
+    def attach_checked(self: Any, program: Any, resolution: Any) -> Any:
+        link = checked(self, program, resolution)
         KIND_LOG.attaches.append((KIND_LOG.current, self.kind, "", ""))
         return link
 
     attach._ehk_recorder = True  # type: ignore[attr-defined]
     base.Hook.attach = attach  # type: ignore[method-assign]
+    base.Hook._attach_checked = attach_checked  # type: ignore[method-assign]
 
 
 def tier_summary(log: KindLog, release: str) -> dict[str, Any]:
@@ -459,8 +473,10 @@ def render_kernels_doc(data: dict[str, Any]) -> str:
         f"| kind | host `{host['release']}` | VM `{vm['release']}` |",
         "|---|---|---|",
     ]
+    unseen = {"attached_tests": 0, "not_supported": None}  # a kind newer than the data
     for kind in KINDS:
-        lines.append(f"| `{kind}` | {_cell(host['kinds'][kind])} | {_cell(vm['kinds'][kind])} |")
+        lines.append(f"| `{kind}` | {_cell(host['kinds'].get(kind, unseen))} | "
+                     f"{_cell(vm['kinds'].get(kind, unseen))} |")
     lines += ["", "Tests in that run:", ""]
     for name, tier in (("host", host), ("VM", vm)):
         t = tier["tests"]
