@@ -20,7 +20,7 @@ How it works (a pytest plugin, registered by ``tests/conftest.py``):
   per test phase into a directory shared read-write with the host, and each twin
   reports its guest test's outcome (and failure text) back into this run.
   ``vm-guest@vm`` reports the guest itself: boot, exit status, timings, console log.
-* A guest that hangs is killed after ``--vm-timeout`` seconds (default 900, or
+* A guest that hangs is killed after ``--vm-timeout`` seconds (default 1800, or
   ``EBPFHOOKS_VM_TIMEOUT``); every unfinished twin then fails with the console log.
 * Once asked for, the VM tier can still be skipped on request (``EBPFHOOKS_SKIP_VM=1``,
   or ``-m "not vm"``). Without qemu, virtme-ng or a kernel image it skips with a hint
@@ -68,7 +68,7 @@ SKIP_ENV = "EBPFHOOKS_SKIP_VM"
 KERNEL_ENV = "EBPFHOOKS_VM_KERNEL"
 TIMEOUT_ENV = "EBPFHOOKS_VM_TIMEOUT"
 VNG_ENV = "EBPFHOOKS_VNG"
-DEFAULT_TIMEOUT = 900.0
+DEFAULT_TIMEOUT = 1800.0
 DEFAULT_VNG = "/opt/vng/bin/vng"
 SUFFIX = "@vm"
 RUN_NAME = "vm-guest" + SUFFIX
@@ -505,7 +505,7 @@ def render_kernels_doc(data: dict[str, Any]) -> str:
         "installs `linux-image-amd64` and the matching headers). Any bzImage works with",
         "`--kernel PATH` (or `EBPFHOOKS_VM_KERNEL`) as long as virtme-ng can boot it and bcc",
         "finds headers for it under `/lib/modules/<release>/build` inside the guest. A guest",
-        "that does not finish within `--vm-timeout` seconds (default 900) is killed and",
+        "that does not finish within `--vm-timeout` seconds (default 1800) is killed and",
         "reported as a failure with its console log. Without qemu, set `EBPFHOOKS_SKIP_VM=1`",
         "(or run `make test-host`); in CI a missing VM tier is a failure, never a skip.",
         "",
