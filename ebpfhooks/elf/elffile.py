@@ -357,10 +357,10 @@ class ElfFile:
     def from_bytes(cls, data: bytes, name: str = "<memory>") -> ElfFile:
         """Wrap an ELF image held in memory (for example decompressed MiniDebugInfo).
 
-        >>> ElfFile.from_bytes(b"junk")
+        >>> ElfFile.from_bytes(b"junk")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ebpfhooks.errors.NotAnElfError: <memory> is not an ELF file ...
+        ebpfhooks.errors.NotAnElfError: <memory> is not an ELF file: it starts with b'junk'...
 
         Raises :class:`~ebpfhooks.errors.NotAnElfError`.
         """

@@ -618,7 +618,7 @@ def unprivileged_bpf() -> Feature:
 def parse_lockdown(text: str) -> str | None:
     """Return the active lockdown mode (the bracketed word) of securityfs ``lockdown``.
 
-    >>> parse_lockdown("[none] integrity confidentiality\n")
+    >>> parse_lockdown("[none] integrity confidentiality\\n")
     'none'
     """
     match = re.search(r"\[(\w+)\]", text)
