@@ -214,8 +214,8 @@ def _fake_bpf(monkeypatch, answers):
         queue = answers.get(cmd, [0])
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
-    monkeypatch.setattr(bpfsys, "_sys_bpf", fake)
-    monkeypatch.setattr(bpfsys.os, "close", lambda fd: None)
+    monkeypatch.setattr(bpfsys.bpf, "_sys_bpf", fake)
+    monkeypatch.setattr(bpfsys.bpf.os, "close", lambda fd: None)
     monkeypatch.setattr(F, "capabilities", lambda: _ROOT)
     return calls
 
@@ -304,14 +304,14 @@ def test_perf_pmu_probes(monkeypatch, tmp_path):
 
     _fake_machine(monkeypatch, tmp_path, pmus=["software", "tracepoint", "msr"],
                   config={"CONFIG_PERF_EVENTS": "y"})
-    monkeypatch.setattr(bpfsys, "_perf_event_open", lambda attr, pid, cpu: -2)  # ENOENT
+    monkeypatch.setattr(bpfsys.perf, "_perf_event_open", lambda attr, pid, cpu: -2)  # ENOENT
     assert F.perf_software().status is FeatureStatus.YES
     hw = F.perf_hardware()
     assert hw.status is FeatureStatus.NO
     assert "ENOENT" in hw.reason and "msr, software, tracepoint" in hw.reason
     F.clear_cache()
     seen = []
-    monkeypatch.setattr(bpfsys, "_perf_event_open",
+    monkeypatch.setattr(bpfsys.perf, "_perf_event_open",
                         lambda attr, pid, cpu: seen.append((attr.type, attr.config,
                                                             attr.flags, pid, cpu)) or -13)
     assert F.perf_hardware().status is FeatureStatus.UNKNOWN  # EACCES: paranoid

@@ -793,7 +793,7 @@ def uprobe_multi() -> Feature:
         attr.u.uprobe_multi.path = ctypes.addressof(root)
         attr.u.uprobe_multi.offsets = ctypes.addressof(offset)
         attr.u.uprobe_multi.cnt = 1
-        ret = bpfsys._sys_bpf(bpfsys.BPF_LINK_CREATE, attr)
+        ret = bpfsys.bpf._sys_bpf(bpfsys.BPF_LINK_CREATE, attr)
     finally:
         os.close(fd)
     if ret >= 0:  # cannot happen for a directory; be safe
@@ -984,7 +984,7 @@ def _open_cycles() -> int:
 
     attr = bpfsys.PerfEventAttr(type=0, size=ctypes.sizeof(bpfsys.PerfEventAttr), config=0,
                                 flags=0b1 | 1 << 5 | 1 << 6)  # disabled, exclude_kernel, _hv
-    fd = bpfsys._perf_event_open(attr, 0, -1)
+    fd = bpfsys.perf._perf_event_open(attr, 0, -1)
     if fd >= 0:
         os.close(fd)
         return 0
@@ -1058,7 +1058,7 @@ def perf_link() -> Feature:
     try:
         attr = bpfsys.LinkCreateAttr(prog_fd=fd, target_fd=0xFFFFFFFF,
                                      attach_type=bpfsys.BPF_PERF_EVENT)
-        ret = bpfsys._sys_bpf(bpfsys.BPF_LINK_CREATE, attr)
+        ret = bpfsys.bpf._sys_bpf(bpfsys.BPF_LINK_CREATE, attr)
     finally:
         os.close(fd)
     if ret >= 0:
