@@ -14,7 +14,8 @@ import pathlib
 from collections import OrderedDict
 
 from ebpfhooks.elf.debuginfo import find_debug_file, minidebuginfo
-from ebpfhooks.elf.elffile import EM_NAMES, ElfFile, host_machine
+from ebpfhooks.elf.elffile import ElfFile
+from ebpfhooks.elf.headers import EM_NAMES, host_machine
 from ebpfhooks.elf.symbols import ElfSymbol, SymbolIndex, unique
 from ebpfhooks.errors import BinaryNotFoundError, NotAnElfError, WrongArchitectureError
 
