@@ -245,7 +245,7 @@ def measure(runs: int = 21, wild_runs: int = 9,
     bpf = bcc.BPF(text=bench.PROGRAM_SOURCE, cflags=["-DNR_GETPPID=110",
                                                      f"-DETHERTYPE={bench.BENCH_ETHERTYPE}"])
     try:
-        with bench._veth_pair() as (a, _b):
+        with bench.trigger._veth_pair() as (a, _b):
             single = _single(bpf, bcc, runs, trigger, a)
         wild = _wildcard(bpf, bcc, list(sizes), wild_runs)
     finally:

@@ -1,8 +1,9 @@
 """bpfsys without the kernel: bpf_attr layouts (against the uapi headers where they have the
 field), what each call puts in bpf_attr, and how every errno becomes a typed error.
 
-The kernel is faked by replacing ``bpfsys._sys_bpf`` (and ``_perf_event_open``/``_ioctl``):
-each fake sees the command and the ctypes structure the real syscall would get.
+The kernel is faked by replacing ``bpfsys.bpf._sys_bpf`` (and ``_perf_event_open``/``_ioctl``
+of ``bpfsys.perf``): each fake sees the command and the ctypes structure the real syscall
+would get.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import Any
 import pytest
 
 from ebpfhooks import bpfsys
+from ebpfhooks.bpfsys import _attr
+from ebpfhooks.bpfsys import bpf as bpf_mod
+from ebpfhooks.bpfsys import perf as perf_mod
 from ebpfhooks.errors import (
     AttachError,
     BinaryNotFoundError,
@@ -73,16 +77,16 @@ def _in_attr(field: str) -> int:
     """Offset within bpf_attr of a field of the link_create union."""
     union = bpfsys.LinkCreateAttr.u.offset
     for member in ("uprobe_multi", "perf_event", "tracing"):
-        sub = getattr(bpfsys._LinkCreateTail, member)
+        sub = getattr(_attr._LinkCreateTail, member)
         if field.startswith(member + "."):
-            inner = getattr(sub.size and type(getattr(bpfsys._LinkCreateTail(), member)),
+            inner = getattr(sub.size and type(getattr(_attr._LinkCreateTail(), member)),
                             field.split(".", 1)[1])
             return union + sub.offset + inner.offset
-    return union + getattr(bpfsys._LinkCreateTail, field).offset
+    return union + getattr(_attr._LinkCreateTail, field).offset
 
 
 def test_link_create_union_layout() -> None:
-    assert ctypes.sizeof(bpfsys._LinkCreateTail) == 48
+    assert ctypes.sizeof(_attr._LinkCreateTail) == 48
     assert {f: _in_attr(f) for f in (
         "target_btf_id", "perf_event.bpf_cookie", "tracing.target_btf_id", "tracing.cookie",
         "uprobe_multi.path", "uprobe_multi.offsets", "uprobe_multi.ref_ctr_offsets",
@@ -194,7 +198,7 @@ def kernel(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeBpf]:
 
     def install(answers: dict[int, list[int]], log: str = "") -> FakeBpf:
         fake = FakeBpf(answers, log)
-        monkeypatch.setattr(bpfsys, "_sys_bpf", fake)
+        monkeypatch.setattr(bpf_mod, "_sys_bpf", fake)
         return fake
 
     return install
@@ -406,7 +410,7 @@ def test_uprobe_multi_fills_bpf_attr(kernel: Callable[..., FakeBpf], tmp_path: P
         return 21
 
     kernel({})
-    bpfsys._sys_bpf = fake  # type: ignore[assignment]  # restored by monkeypatch
+    bpf_mod._sys_bpf = fake  # type: ignore[assignment]  # restored by monkeypatch
     assert bpfsys.uprobe_multi(5, target, [0x10, 0x20, 0x30], cookies=[1, 2, 3],
                                ref_ctr_offsets=[0, 0x400, 0], retprobe=True, pid=42) == 21
     assert bpfsys.uprobe_multi(5, str(target), [0x10]) == 21
@@ -482,7 +486,7 @@ class FakePerf:
         self.attrs: list[tuple[bpfsys.PerfEventAttr, int, int, bytes]] = []
         self.ioctls: list[tuple[int, int, int]] = []
         self.closed: list[int] = []
-        monkeypatch.setattr(bpfsys, "_uprobe_pmu", lambda: bpfsys._UprobePmu(9, 0, shift))
+        monkeypatch.setattr(perf_mod, "_uprobe_pmu", lambda: perf_mod._UprobePmu(9, 0, shift))
 
         def open_(attr: bpfsys.PerfEventAttr, pid: int, cpu: int) -> int:
             self.attrs.append((bpfsys.PerfEventAttr.from_buffer_copy(attr), pid, cpu,
@@ -493,9 +497,9 @@ class FakePerf:
             self.ioctls.append((fd, request, arg))
             return ioctl
 
-        monkeypatch.setattr(bpfsys, "_perf_event_open", open_)
-        monkeypatch.setattr(bpfsys, "_ioctl", ioctl_)
-        monkeypatch.setattr(bpfsys.os, "close", self.closed.append)
+        monkeypatch.setattr(perf_mod, "_perf_event_open", open_)
+        monkeypatch.setattr(perf_mod, "_ioctl", ioctl_)
+        monkeypatch.setattr(perf_mod.os, "close", self.closed.append)
 
 
 def test_perf_uprobe_without_cookie(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -507,8 +511,8 @@ def test_perf_uprobe_without_cookie(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert (attr.type, attr.config, attr.config2, pid, cpu) == (9, 1 | 0x88 << 32, 0x1234,
                                                                 -1, 0)
     assert path == str(target).encode() and attr.size == 112
-    assert fake.ioctls == [(30, bpfsys._PERF_EVENT_IOC_SET_BPF, 5),
-                           (30, bpfsys._PERF_EVENT_IOC_ENABLE, 0)]
+    assert fake.ioctls == [(30, perf_mod._PERF_EVENT_IOC_SET_BPF, 5),
+                           (30, perf_mod._PERF_EVENT_IOC_ENABLE, 0)]
     assert (probe.perf_fd, probe.link_fd) == (30, None)
     with probe:
         pass
@@ -528,7 +532,7 @@ def test_perf_uprobe_with_cookie_uses_a_perf_event_link(kernel: Callable[..., Fa
     link = _link_attr(bpf.calls[0][1])
     assert (link.prog_fd, link.target_fd, link.attach_type) == (5, 30, bpfsys.BPF_PERF_EVENT)
     assert link.u.perf_event.bpf_cookie == 123
-    assert fake.ioctls == [(30, bpfsys._PERF_EVENT_IOC_ENABLE, 0)]
+    assert fake.ioctls == [(30, perf_mod._PERF_EVENT_IOC_ENABLE, 0)]
     probe.close()
     assert fake.closed == [31, 30]
 
@@ -562,14 +566,14 @@ def test_error_perf_uprobe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     with pytest.raises(AttachError, match="EINVAL"):
         bpfsys.perf_uprobe(5, target, 0x10)
     assert fake.closed == [30]
-    monkeypatch.setattr(bpfsys, "_uprobe_pmu", lambda: None)
+    monkeypatch.setattr(perf_mod, "_uprobe_pmu", lambda: None)
     with pytest.raises(NotSupportedError, match="no uprobe PMU"):
         bpfsys.perf_uprobe(5, target, 0x10)
 
 
 def test_uprobe_opener_semantics(monkeypatch: pytest.MonkeyPatch) -> None:
     """The bcc adapter's opener: -1 on any failure, never an exception."""
-    monkeypatch.setattr(bpfsys, "_OPENER", [])
+    monkeypatch.setattr(perf_mod, "_OPENER", [])
     FakePerf(monkeypatch, shift=None)
     opener = bpfsys.uprobe_opener()
     assert opener is not None and bpfsys.uprobe_opener() is opener  # made once
@@ -584,7 +588,7 @@ def test_uprobe_opener_semantics(monkeypatch: pytest.MonkeyPatch) -> None:
     ("config1:0-63", ("config1", 0, 63)), ("bogus", None),
 ])
 def test_config_field(text: str, field: tuple[str, int, int] | None) -> None:
-    assert bpfsys._config_field(text) == field
+    assert perf_mod._config_field(text) == field
 
 
 # --------------------------------------------------------------------------- BTF objects
@@ -609,7 +613,7 @@ def test_link_create_fn_syscall_path(kernel: Callable[..., FakeBpf],
         raise OSError(name)
 
     fake = kernel({bpfsys.BPF_LINK_CREATE: [-errno.EBUSY]})
-    monkeypatch.setattr(bpfsys.ctypes, "CDLL", no_lib)
+    monkeypatch.setattr(bpf_mod.ctypes, "CDLL", no_lib)
     assert bpfsys.link_create_fn()(3, 2, bpfsys.BPF_XDP, 2) == -errno.EBUSY
     attr = _link_attr(fake.calls[0][1])
     assert (attr.prog_fd, attr.target_fd, attr.attach_type, attr.flags) == (3, 2, 37, 2)

@@ -243,16 +243,16 @@ def fake_kernel(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any
              "start_time": st}))
     (run_dir / "xdp" / "garbage.json").write_text("{")
     ip = [{"ifindex": 1, "ifname": "lo", "xdp": {"mode": 2, "prog": {"id": 8, "name": "p8"}}}]
-    monkeypatch.setattr(cleanup, "_ip_link_json", lambda: json.dumps(ip))
-    monkeypatch.setattr(cleanup, "_bpf_fd_holders", lambda: ({}, set(), []))
+    monkeypatch.setattr(cleanup.xdp, "_ip_link_json", lambda: json.dumps(ip))
+    monkeypatch.setattr(cleanup.xdp, "_bpf_fd_holders", lambda: ({}, set(), []))
     text = (f"p:uprobes/p_x_bcc_{dead} /bin/true:0x10\n"
             f"p:uprobes/p_y_bcc_{me} /bin/true:0x10\n")
 
     def events() -> list[Any]:
-        return [attrs.evolve(e, owner_alive=cleanup._pid_alive(e.owner_pid))
+        return [attrs.evolve(e, owner_alive=cleanup.events._pid_alive(e.owner_pid))
                 for e in cleanup.parse_probe_events(text, "uprobe_events")]
 
-    monkeypatch.setattr(cleanup, "probe_events", events)
+    monkeypatch.setattr(cleanup.report, "probe_events", events)
     return {"dead": dead, "me": me}
 
 

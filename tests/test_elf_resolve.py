@@ -545,7 +545,7 @@ def test_import_does_not_import_bcc() -> None:
 
 
 def test_symlinks_followed_inside_another_root(tmp_path: pathlib.Path) -> None:
-    from ebpfhooks.elf.resolve import _resolve_in_root
+    from ebpfhooks.elf.binary import _resolve_in_root
 
     root = tmp_path / "container"
     (root / "usr" / "lib").mkdir(parents=True)

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ebpfhooks.elf.debuginfo import build_id
-from ebpfhooks.elf.elffile import ElfFile, _PreadStream
+from ebpfhooks.elf.elffile import ElfFile
+from ebpfhooks.elf.reading import _PreadStream
 from ebpfhooks.elf.symbols import SymbolIndex, parse_symbols, parse_versym, split_version
 from ebpfhooks.errors import NotAnElfError
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ebpfhooks.kernel import features as F
-from ebpfhooks.kernel.features import Feature, FeatureStatus
+from ebpfhooks.kernel.features import Feature, FeatureStatus, base, kinds, rawkinds
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +79,8 @@ def _fake_machine(monkeypatch, tmp_path, *, pmus=(), tracefs_files=None, config=
     pmu_dir.mkdir()
     for pmu in pmus:
         (pmu_dir / pmu).mkdir()
-    monkeypatch.setattr(F, "PMU_DIR", pmu_dir)
+    for probes in (kinds, rawkinds):  # each module that reads it
+        monkeypatch.setattr(probes, "PMU_DIR", pmu_dir)
 
     def tracefs_file(name):
         if tracefs_files is None:
@@ -90,9 +91,10 @@ def _fake_machine(monkeypatch, tmp_path, *, pmus=(), tracefs_files=None, config=
         found = name in tracefs_files
         return found, f"/t/{name}" if found else f"no /t/{name}", None
 
-    monkeypatch.setattr(F, "_tracefs_file", tracefs_file)
-    monkeypatch.setattr(F, "kernel_config", lambda: config)
-    monkeypatch.setattr(F, "kernel_version", lambda: version)
+    monkeypatch.setattr(kinds, "_tracefs_file", tracefs_file)
+    for probes in (kinds, rawkinds):
+        monkeypatch.setattr(probes, "kernel_config", lambda: config)
+        monkeypatch.setattr(probes, "kernel_version", lambda: version)
 
 
 def test_kprobes_yes_from_pmu(monkeypatch, tmp_path):
@@ -144,18 +146,18 @@ def test_version_based_probes(monkeypatch, tmp_path):
     _fake_machine(monkeypatch, tmp_path, version=(5, 8, 0))
     assert not F.bpf_link()
     F.clear_cache()
-    monkeypatch.setattr(F, "kernel_version", lambda: (5, 9, 0))
+    monkeypatch.setattr(kinds, "kernel_version", lambda: (5, 9, 0))
     assert F.bpf_link()
-    monkeypatch.setattr(F, "kernel_version", lambda: (4, 7, 0))
+    monkeypatch.setattr(kinds, "kernel_version", lambda: (4, 7, 0))
     assert F.xdp().status is FeatureStatus.NO
 
 
 def test_raw_tracepoints_old_kernel_uses_kallsyms(monkeypatch, tmp_path):
     _fake_machine(monkeypatch, tmp_path, version=(4, 14, 0))
-    monkeypatch.setattr(F, "_has_symbol", lambda *n: (True, "bpf_get_raw_tracepoint is in x"))
+    monkeypatch.setattr(kinds, "_has_symbol", lambda *n: (True, "bpf_get_raw_tracepoint is in x"))
     assert F.raw_tracepoints()
     F.clear_cache()
-    monkeypatch.setattr(F, "_has_symbol", lambda *n: (False, "none"))
+    monkeypatch.setattr(kinds, "_has_symbol", lambda *n: (False, "none"))
     f = F.raw_tracepoints()
     assert f.status is FeatureStatus.NO and f.reason == "kernel 4.14.0 < 4.17; none"
 
@@ -214,9 +216,9 @@ def _fake_bpf(monkeypatch, answers):
         queue = answers.get(cmd, [0])
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
-    monkeypatch.setattr(bpfsys, "_sys_bpf", fake)
-    monkeypatch.setattr(bpfsys.os, "close", lambda fd: None)
-    monkeypatch.setattr(F, "capabilities", lambda: _ROOT)
+    monkeypatch.setattr(bpfsys.bpf, "_sys_bpf", fake)
+    monkeypatch.setattr(bpfsys.bpf.os, "close", lambda fd: None)
+    monkeypatch.setattr(rawkinds, "capabilities", lambda: _ROOT)
     return calls
 
 
@@ -241,12 +243,12 @@ def test_uprobe_multi_probe(monkeypatch, code, status, reason):
 
 
 def test_uprobe_multi_probe_unprivileged_is_unknown_and_not_cached(monkeypatch):
-    monkeypatch.setattr(F, "capabilities", lambda: frozenset())
-    monkeypatch.setattr(F, "kernel_version", lambda: (6, 8, 0))
+    monkeypatch.setattr(rawkinds, "capabilities", lambda: frozenset())
+    monkeypatch.setattr(rawkinds, "kernel_version", lambda: (6, 8, 0))
     found = F.uprobe_multi()
     assert found.status is FeatureStatus.UNKNOWN
     assert found.reason == "probing needs CAP_BPF (kernel 6.8.0 >= 6.6 suggests yes)"
-    assert "uprobe_multi" not in F._cache
+    assert "uprobe_multi" not in base._cache
 
 
 @pytest.mark.parametrize(("load", "attach", "status"), [
@@ -270,7 +272,7 @@ def test_trampolines_probe(monkeypatch, load, attach, status):
 
 
 def test_trampolines_probe_old_kernel(monkeypatch):
-    monkeypatch.setattr(F, "kernel_version", lambda: (5, 4, 0))
+    monkeypatch.setattr(rawkinds, "kernel_version", lambda: (5, 4, 0))
     assert F.trampolines().status is FeatureStatus.NO
 
 
@@ -291,10 +293,10 @@ def test_bpf_lsm_probe(monkeypatch, tmp_path, lsm, config, cmdline, status, reas
     if lsm is not None:
         lsm_file.write_text(lsm)
     (tmp_path / "cmdline").write_text(cmdline + " -- lsm=bpf-not-the-kernels\n")
-    monkeypatch.setattr(F, "LSM_FILE", lsm_file)
-    monkeypatch.setattr(F, "CMDLINE", tmp_path / "cmdline")
-    monkeypatch.setattr(F, "kernel_config", lambda: config)
-    monkeypatch.setattr(F, "kernel_version", lambda: (6, 1, 0))
+    monkeypatch.setattr(rawkinds, "LSM_FILE", lsm_file)
+    monkeypatch.setattr(rawkinds, "CMDLINE", tmp_path / "cmdline")
+    monkeypatch.setattr(rawkinds, "kernel_config", lambda: config)
+    monkeypatch.setattr(rawkinds, "kernel_version", lambda: (6, 1, 0))
     found = F.bpf_lsm()
     assert found.status is status and reason in found.reason, found
 
@@ -304,14 +306,14 @@ def test_perf_pmu_probes(monkeypatch, tmp_path):
 
     _fake_machine(monkeypatch, tmp_path, pmus=["software", "tracepoint", "msr"],
                   config={"CONFIG_PERF_EVENTS": "y"})
-    monkeypatch.setattr(bpfsys, "_perf_event_open", lambda attr, pid, cpu: -2)  # ENOENT
+    monkeypatch.setattr(bpfsys.perf, "_perf_event_open", lambda attr, pid, cpu: -2)  # ENOENT
     assert F.perf_software().status is FeatureStatus.YES
     hw = F.perf_hardware()
     assert hw.status is FeatureStatus.NO
     assert "ENOENT" in hw.reason and "msr, software, tracepoint" in hw.reason
     F.clear_cache()
     seen = []
-    monkeypatch.setattr(bpfsys, "_perf_event_open",
+    monkeypatch.setattr(bpfsys.perf, "_perf_event_open",
                         lambda attr, pid, cpu: seen.append((attr.type, attr.config,
                                                             attr.flags, pid, cpu)) or -13)
     assert F.perf_hardware().status is FeatureStatus.UNKNOWN  # EACCES: paranoid

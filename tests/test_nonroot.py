@@ -265,13 +265,13 @@ def test_kptr_restrict_fix_follows_the_setting(monkeypatch: pytest.MonkeyPatch,
                                                tmp_path: Path) -> None:
     hidden = tmp_path / "kallsyms"
     hidden.write_text("0000000000000000 T _text\n")
-    monkeypatch.setattr(features, "KALLSYMS", hidden)
+    monkeypatch.setattr(features.system, "KALLSYMS", hidden)
 
     def fix_at(kptr: int, paranoid: int) -> str:
         (tmp_path / "kptr").write_text(f"{kptr}\n")
         (tmp_path / "paranoid").write_text(f"{paranoid}\n")
-        monkeypatch.setattr(features, "KPTR_RESTRICT", tmp_path / "kptr")
-        monkeypatch.setattr(features, "PERF_EVENT_PARANOID", tmp_path / "paranoid")
+        monkeypatch.setattr(features.system, "KPTR_RESTRICT", tmp_path / "kptr")
+        monkeypatch.setattr(features.system, "PERF_EVENT_PARANOID", tmp_path / "paranoid")
         f = features.kptr_restrict()
         assert f.status is FeatureStatus.NO and f"kernel.kptr_restrict={kptr}" in f.reason
         return f.fix or ""

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import ebpfhooks
 from ebpfhooks import names
+from ebpfhooks.elf import loaded as loaded_mod
 from ebpfhooks.elf import resolve as resolve_mod
 from ebpfhooks.elf.resolve import function_symbols, resolve_binary, resolve_symbol, resolve_symbols
 from ebpfhooks.errors import EbpfHooksError, SymbolNotFoundError
@@ -50,25 +51,25 @@ def _same(a: list[object], b: list[object]) -> None:
 
 
 def test_resolve_symbols_equals_resolve_symbol_on_libc() -> None:
-    resolve_mod._CACHE.clear()  # start without a name index
+    loaded_mod._CACHE.clear()  # start without a name index
     funcs = sorted({s.name for s in function_symbols(LIBC)})
     requests = [(n, 0) for n in funcs[::7]]  # hundreds: the index is built on the way
     requests += [("malloc", 4), ("malloc", 1 << 30), ("memcpy@GLIBC_2.2.5", 0),
                  ("malloc@@GLIBC_9.9", 0), ("no_such_function_ehk", 0), ("malloc", -1)]
     bulk = resolve_symbols(LIBC, requests)
-    resolve_mod._CACHE.clear()
+    loaded_mod._CACHE.clear()
     _same(bulk, _one_by_one(LIBC, requests))
     assert isinstance(bulk[-3], SymbolNotFoundError)
     assert sum(isinstance(r, Exception) for r in bulk) >= 4
 
 
 def test_name_index_answers_like_the_hash_lookups() -> None:
-    resolve_mod._CACHE.clear()
-    loaded = resolve_mod._load(LIBC)
+    loaded_mod._CACHE.clear()
+    loaded = loaded_mod._load(LIBC)
     root = resolve_mod.DEFAULT_DEBUG_ROOT
     probe = ["malloc", "free", "__libc_start_main", "memcpy", "no_such_ehk", "_IO_puts"]
     before = [loaded.candidates(n, root) for n in probe]
-    for _ in range(resolve_mod._INDEX_AFTER + 1):
+    for _ in range(loaded_mod._INDEX_AFTER + 1):
         loaded.candidates("malloc", root)
     assert root in loaded._by_name  # the index is in use now
     assert [loaded.candidates(n, root) for n in probe] == before
@@ -78,9 +79,9 @@ def test_stripped_binary_bulk_equals_one_by_one() -> None:
     bash = resolve_binary("bash")
     funcs = sorted({s.name for s in function_symbols(bash)})[:60]
     requests = [(n, 0) for n in funcs] + [("readline", 0), ("not_in_bash_ehk", 0)]
-    resolve_mod._CACHE.clear()
+    loaded_mod._CACHE.clear()
     bulk = resolve_symbols(bash, requests)
-    resolve_mod._CACHE.clear()
+    loaded_mod._CACHE.clear()
     _same(bulk, _one_by_one(bash, requests))
 
 

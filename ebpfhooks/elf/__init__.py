@@ -9,12 +9,12 @@ first file is opened. Nothing here imports bcc or pyelftools, or reads a file, a
 time.
 """
 
+from ebpfhooks.elf.binary import resolve_binary
 from ebpfhooks.elf.errors import AddressNotExecutableError, OffsetOutOfRangeError
 from ebpfhooks.elf.resolve import (
     UserTarget,
     function_symbols,
     resolve_address,
-    resolve_binary,
     resolve_file_offset,
     resolve_symbol,
 )

@@ -15,19 +15,32 @@ file; ``OSError`` from reading it passes through.
 >>> elf = ElfFile.open(pathlib.Path("/bin/true"))  # doctest: +SKIP
 >>> elf.machine, elf.type, elf.section(".dynsym").type  # doctest: +SKIP
 (62, 'ET_DYN', 'SHT_DYNSYM')
+
+The plain values it returns (:class:`Section`, :class:`Segment`, :class:`Note`,
+:data:`EM_NAMES`, :func:`host_machine`) are :mod:`ebpfhooks.elf.headers`'s, and the
+stream, lazy mappings and error translation it reads with :mod:`ebpfhooks.elf.reading`'s;
+every name is importable from here as before.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import itertools
-import os
 import pathlib
 from collections.abc import Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
-from ebpfhooks.errors import EbpfHooksError, NotAnElfError, NotSupportedError
+from ebpfhooks.elf.headers import EM_NAMES, Note, Section, Segment, host_machine
+from ebpfhooks.elf.headers import PF_X as PF_X
+from ebpfhooks.elf.reading import (
+    _check_magic,
+    _Incremental,
+    _parsing,
+    _PreadStream,
+    _pyelftools,
+    _tolerated,
+)
+from ebpfhooks.errors import EbpfHooksError, NotAnElfError
 
 if TYPE_CHECKING:
     from elftools.elf.elffile import ELFFile
@@ -41,264 +54,9 @@ __all__ = [
     "host_machine",
 ]
 
-#: e_machine values of the machines Linux runs uprobes on (names as readelf prints them).
-EM_NAMES: dict[int, str] = {
-    3: "i386",
-    8: "MIPS",
-    20: "PowerPC",
-    21: "PowerPC64",
-    22: "s390",
-    40: "ARM",
-    62: "x86-64",
-    183: "AArch64",
-    243: "RISC-V",
-    258: "LoongArch",
-}
-
-_UNAME_TO_EM: dict[str, int] = {
-    "x86_64": 62,
-    "amd64": 62,
-    "aarch64": 183,
-    "arm64": 183,
-    "i386": 3,
-    "i686": 3,
-    "ppc64le": 21,
-    "ppc64": 21,
-    "s390x": 22,
-    "riscv64": 243,
-    "loongarch64": 258,
-}
-
-PF_X = 1
-_V = TypeVar("_V")
-
-
-def host_machine() -> int:
-    """Return the ELF ``e_machine`` number of the machine we run on (0 if unknown).
-
-    >>> host_machine()  # doctest: +SKIP
-    62
-    """
-    machine = os.uname().machine.lower()
-    if machine.startswith("armv"):
-        return 40
-    return _UNAME_TO_EM.get(machine, 0)
-
-
-class Section(NamedTuple):
-    """One section header as pyelftools parsed it, with its name.
-
-    ``type`` is pyelftools' name for ``sh_type`` (``'SHT_SYMTAB'``), or the number
-    when pyelftools has no name for it.
-    """
-
-    number: int  #: section index
-    name: str
-    type: str | int
-    flags: int
-    addr: int
-    offset: int
-    size: int
-    link: int
-    info: int
-    entsize: int
-
-
-class Segment(NamedTuple):
-    """One program header (segment) as pyelftools parsed it."""
-
-    type: str | int  #: ``'PT_LOAD'``, ``'PT_NOTE'``, ... (a number when unnamed)
-    flags: int
-    offset: int
-    vaddr: int
-    filesz: int
-    memsz: int
-
-    @property
-    def executable(self) -> bool:
-        """True for a ``PT_LOAD`` segment mapped executable (``PF_X``)."""
-        return self.type == "PT_LOAD" and bool(self.flags & PF_X)
-
-
-class Note(NamedTuple):
-    """One ELF note: owner (``n_name``), type number, and the raw descriptor bytes.
-
-    ``where`` is the note section's name, or ``PT_NOTE`` for a note read from a
-    segment; ``offset`` is the note's file offset. Readers of particular notes (the
-    build-id here; ``.note.stapsdt`` USDT probes) decode ``desc`` themselves.
-    """
-
-    owner: str
-    type: int
-    desc: bytes
-    where: str
-    offset: int
-
-
 #: Files up to this size are read whole on open: one read instead of one per header,
 #: table and string section (a dozen for a symbol lookup).
 WHOLE_FILE_MAX = 256 * 1024
-
-
-class _PreadStream:
-    """A read-only, seekable view of a file that holds no descriptor between reads.
-
-    pyelftools reads headers a few bytes at a time: reads up to :attr:`BLOCK` bytes are
-    served from a few cached blocks, larger ones (symbol tables) are read directly.
-    The file is opened for each read that misses, so a cache of loaded files keeps no
-    descriptor open.
-    """
-
-    _SHIFT = 16
-    BLOCK = 1 << _SHIFT
-    _MASK = BLOCK - 1
-    KEEP = 4
-
-    def __init__(self, path: pathlib.Path, size: int) -> None:
-        self._path = path
-        self._size = size
-        self._pos = 0
-        self._blocks: dict[int, bytes] = {}
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def _pread(self, offset: int, size: int) -> bytes:
-        fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            return os.pread(fd, size, offset)
-        finally:
-            os.close(fd)
-
-    def _block(self, index: int) -> bytes:
-        got = self._blocks.get(index)
-        if got is None:
-            got = self._pread(index * self.BLOCK, self.BLOCK)
-            if len(self._blocks) >= self.KEEP:
-                self._blocks.pop(next(iter(self._blocks)))
-            self._blocks[index] = got
-        return got
-
-    def read(self, size: int | None = -1) -> bytes:
-        pos = self._pos
-        if size is not None and size >= 0 and (pos & self._MASK) + size <= self.BLOCK:
-            # the usual call: a header field inside one block
-            block = self._blocks.get(pos >> self._SHIFT)
-            if block is None:
-                block = self._block(pos >> self._SHIFT)
-            start = pos & self._MASK
-            data = block[start:start + size]
-            self._pos = pos + len(data)
-            return data
-        # header fields are untrusted: never read (or allocate) past the end of the file
-        end = self._size if size is None or size < 0 else min(self._size, pos + size)
-        if end <= pos:
-            return b""
-        if end - pos > self.BLOCK:
-            data = self._pread(pos, end - pos)
-        else:
-            first, last = pos >> self._SHIFT, (end - 1) >> self._SHIFT
-            data = b"".join(self._block(i) for i in range(first, last + 1))
-            start = pos - first * self.BLOCK
-            data = data[start:start + end - pos]
-        self._pos = pos + len(data)
-        return data
-
-
-@contextlib.contextmanager
-def _parsing(name: str, what: str) -> Iterator[None]:
-    """Turn pyelftools' errors on a damaged file into NotAnElfError naming ``name``."""
-    try:
-        yield
-    except (EbpfHooksError, OSError):
-        raise
-    except Exception as err:  # pyelftools raises ELFError, construct and builtin errors
-        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-        raise NotAnElfError(
-            f"{name} is a damaged ELF file: its {what} does not parse "
-            f"({type(err).__name__}{': ' + detail if detail else ''}); "
-            "the file is truncated or corrupt: give an intact executable or library"
-        ) from err
-
-
-@contextlib.contextmanager
-def _tolerated() -> Iterator[None]:
-    """Skip an optional table pyelftools cannot parse (damaged); I/O errors pass."""
-    try:
-        yield
-    except OSError:
-        raise
-    except Exception:  # pyelftools raises ELFError, construct and builtin errors
-        return
-
-
-class _Incremental(Mapping[int, _V]):
-    """A read-only mapping filled from ``(key, value)`` pairs only as far as a lookup needs.
-
-    The first value of a key wins. An error while producing pairs ends them.
-    """
-
-    def __init__(self, pairs: Iterator[tuple[int, _V]]) -> None:
-        self._got: dict[int, _V] = {}
-        self._more: Iterator[tuple[int, _V]] | None = pairs
-
-    def _until(self, key: int | None) -> None:
-        while self._more is not None and (key is None or key not in self._got):
-            try:
-                k, v = next(self._more)
-            except StopIteration:
-                self._more = None
-            except OSError:
-                raise
-            except Exception:  # pyelftools on a damaged table: what was read stays
-                self._more = None
-            else:
-                self._got.setdefault(k, v)
-
-    def __getitem__(self, key: int) -> _V:
-        self._until(key)
-        return self._got[key]
-
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, int):
-            return False
-        self._until(key)
-        return key in self._got
-
-    def __iter__(self) -> Iterator[int]:
-        self._until(None)
-        return iter(self._got)
-
-    def __len__(self) -> int:
-        self._until(None)
-        return len(self._got)
-
-
-def _pyelftools() -> tuple[type[ELFFile], Mapping[str, int]]:
-    """pyelftools' ``ELFFile`` and its ``e_machine`` names, imported on first use."""
-    try:
-        from elftools.elf.elffile import ELFFile
-        from elftools.elf.enums import ENUM_E_MACHINE
-    except ImportError as err:
-        raise NotSupportedError(
-            f"ebpfhooks reads uprobe targets with pyelftools, which cannot be imported "
-            f"({err}); install it: pip install 'pyelftools>=0.32'",
-            missing="pyelftools") from err
-    return ELFFile, ENUM_E_MACHINE
-
-
-def _check_magic(head: bytes, name: str) -> None:
-    if len(head) < 4 or head[:4] != b"\x7fELF":
-        hint = " (it is a script)" if head[:2] == b"#!" else ""
-        raise NotAnElfError(
-            f"{name} is not an ELF file{hint}: it starts with {head[:4]!r}, expected "
-            "b'\\x7fELF'; give the path of a compiled executable or shared library"
-        )
 
 
 class ElfFile:
@@ -357,10 +115,10 @@ class ElfFile:
     def from_bytes(cls, data: bytes, name: str = "<memory>") -> ElfFile:
         """Wrap an ELF image held in memory (for example decompressed MiniDebugInfo).
 
-        >>> ElfFile.from_bytes(b"junk")
+        >>> ElfFile.from_bytes(b"junk")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ebpfhooks.errors.NotAnElfError: <memory> is not an ELF file ...
+        ebpfhooks.errors.NotAnElfError: <memory> is not an ELF file: it starts with b'junk'...
 
         Raises :class:`~ebpfhooks.errors.NotAnElfError`.
         """
@@ -670,5 +428,3 @@ class ElfFile:
                     if tag["d_tag"] == "DT_NEEDED":
                         out.append(str(getattr(tag, "needed", "")))
         return out
-
-

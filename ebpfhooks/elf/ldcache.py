@@ -24,7 +24,7 @@ import os
 import struct
 from typing import NamedTuple
 
-from ebpfhooks.elf.elffile import host_machine
+from ebpfhooks.elf.headers import host_machine
 from ebpfhooks.errors import LdCacheFormatError
 
 __all__ = [

@@ -1,212 +1,37 @@
-"""The kernel symbol table (``/proc/kallsyms``): parse it once, index it, answer lookups.
+"""The compact index of a whole kallsyms table: :class:`Kallsyms`.
 
-:func:`parse_kallsyms` is the pure, readable parser (one :class:`KSym` per line);
-:class:`Kallsyms` is the compact index built from the whole file (parallel arrays and a
-``name -> row`` dict, no per-symbol objects until asked); :func:`read` reads the live
-file once per process and :func:`index` indexes it once::
+Parallel columns (names, a string of type letters, an ``array('Q')`` of addresses, a
+sparse module map) and one ``name -> row`` dict; no per-symbol objects until asked.
+Well-formed text of one address width is split with C-speed operations::
 
-    from ebpfhooks.kernel.kallsyms import index
-    table = index()
-    "do_sys_openat2" in table                  # True
-    table.variants("calibrate_delay")          # ['calibrate_delay.cold']
-    table.syscall_prefix()                     # '__x64_sys_' on x86-64
-
-Reading the file is about 45 ms of kernel time for ~120k lines; indexing it here takes
-about as long again, so listings filter the bytes instead (:func:`functions`,
-:func:`traceiters`, :func:`select`). As non-root (or with ``kernel.kptr_restrict``)
-every address reads as 0: :attr:`Kallsyms.addresses_hidden` is then true and no address
-is presented as real.
+    >>> table = Kallsyms.from_text("ffffffff81000000 T __x64_sys_bpf\\n"
+    ...                            "ffffffff81001000 t vfs_read\\n")
+    >>> "vfs_read" in table, table.syscall_prefix("x86_64")
+    (True, '__x64_sys_')
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from itertools import compress
 from operator import ne
-from pathlib import Path
-
-import attrs
 
 from ebpfhooks._util import close_matches as _close_matches
-from ebpfhooks.errors import (
-    HookPermissionError,
-    KallsymsFormatError,
-    SymbolNotFoundError,
+from ebpfhooks.errors import SymbolNotFoundError
+from ebpfhooks.kernel.kallsyms.parse import (
+    _PADDING_PREFIX,
+    _VARIANT_SUFFIX,
+    FUNCTION_TYPES,
+    KALLSYMS_FILE,
+    KSym,
+    _parse_line,
+    strip_variant_suffix,
 )
 
-__all__ = [
-    "KALLSYMS_FILE",
-    "KSym",
-    "Kallsyms",
-    "KallsymsFormatError",
-    "clear_cache",
-    "functions",
-    "index",
-    "parse_kallsyms",
-    "read",
-    "select",
-    "strip_variant_suffix",
-    "traceiters",
-]
-
-#: The live symbol table.
-KALLSYMS_FILE = Path("/proc/kallsyms")
-
-_TYPE_DESCRIPTIONS: dict[str, str] = {
-    "a": "absolute value",
-    "b": "uninitialised data (bss)",
-    "c": "common (uninitialised) data",
-    "d": "initialised data",
-    "g": "initialised data, small objects section",
-    "i": "indirect function (IFUNC)",
-    "n": "debugging symbol",
-    "p": "stack unwind section",
-    "r": "read-only data",
-    "s": "uninitialised data, small objects section",
-    "t": "text (code)",
-    "u": "undefined, or a unique global",
-    "v": "weak object",
-    "w": "weak symbol (text in the kernel)",
-}
-
-#: Type letters treated as functions: text (T/t) and weak (W/w, the kernel's ``__weak``
-#: functions). The same set bcc uses for kprobe targets.
-FUNCTION_TYPES = frozenset("TtWw")
-
-_VARIANT_SUFFIX = re.compile(
-    r"(?:\.(?:isra|constprop|part|llvm|lto_priv|localalias|specialized)\.\d+"
-    r"|\.cold(?:\.\d+)?)+$"
-)
-
-#: Symbols the compiler emits in front of each function for call padding (6.2+, x86).
-_PADDING_PREFIX = "__pfx_"
-
-
-
-
-@attrs.frozen
-class KSym:
-    """One kernel symbol: ``address``, one-letter ``type`` as in the file, ``name``, ``module``.
-
-    ``module`` is ``None`` for the core kernel. Upper-case types are global, lower-case
-    local. ``address_hidden`` is true when the table hid addresses (they read as 0);
-    use :attr:`real_address` to get ``None`` rather than a fake 0 then.
-
-    >>> sym = KSym(0xFFFFFFFFA05EF110, "t", "nf_conntrack_in", "nf_conntrack")
-    >>> sym.is_function, sym.type_description
-    (True, 'local text (code)')
-    """
-
-    address: int
-    type: str
-    name: str
-    module: str | None = None
-    address_hidden: bool = False
-
-    @property
-    def type_description(self) -> str:
-        """Explain the type letter, e.g. ``T`` -> ``'global text (code)'``.
-
-        >>> KSym(0, "D", "x").type_description
-        'global initialised data'
-        """
-        what = _TYPE_DESCRIPTIONS.get(self.type.lower())
-        if what is None:
-            return f"unknown symbol type {self.type!r}"
-        if self.type in "AaUuNn":
-            return what
-        scope = "global" if self.type.isupper() else "local"
-        return f"{scope} {what}"
-
-    @property
-    def is_function(self) -> bool:
-        """True for text (``T``/``t``) and weak (``W``/``w``) symbols: possible kprobe targets.
-
-        >>> KSym(0, "w", "arch_foo").is_function, KSym(0, "d", "jiffies").is_function
-        (True, False)
-        """
-        return self.type in FUNCTION_TYPES
-
-    @property
-    def real_address(self) -> int | None:
-        """The address, or ``None`` when the table hid addresses (kptr_restrict, non-root).
-
-        >>> KSym(0, "T", "vfs_read", address_hidden=True).real_address is None
-        True
-        """
-        return None if self.address_hidden else self.address
-
-    def __str__(self) -> str:
-        addr = "(hidden)" if self.address_hidden else f"{self.address:#018x}"
-        mod = f" [{self.module}]" if self.module else ""
-        return f"{addr} {self.type} {self.name}{mod}"
-
-
-def strip_variant_suffix(name: str) -> str:
-    """Remove compiler clone suffixes (``.isra.0``, ``.constprop.1``, ``.part.0``, ``.cold``).
-
-    >>> strip_variant_suffix("tcp_v4_rcv.isra.0.cold")
-    'tcp_v4_rcv'
-    >>> strip_variant_suffix("vfs_read")
-    'vfs_read'
-    """
-    return _VARIANT_SUFFIX.sub("", name)
-
-
-def _parse_line(line: str, number: int) -> tuple[int, str, str, str | None]:
-    parts = line.split()
-    if len(parts) not in (3, 4):
-        raise KallsymsFormatError(
-            f"expected 'ADDRESS TYPE NAME' optionally followed by '[MODULE]', got {line!r}",
-            line=number,
-        )
-    try:
-        address = int(parts[0], 16)
-    except ValueError:
-        raise KallsymsFormatError(
-            f"expected a hexadecimal address, got {parts[0]!r} in {line!r}", line=number
-        ) from None
-    if len(parts[1]) != 1:
-        raise KallsymsFormatError(
-            f"expected a one-letter symbol type, got {parts[1]!r} in {line!r}", line=number
-        )
-    module: str | None = None
-    if len(parts) == 4:
-        raw = parts[3]
-        if not (raw.startswith("[") and raw.endswith("]") and len(raw) > 2):
-            raise KallsymsFormatError(
-                f"expected a module name in brackets like [ext4], got {raw!r}", line=number
-            )
-        module = raw[1:-1]
-    return address, parts[1], parts[2], module
-
-
-def parse_kallsyms(text: str) -> list[KSym]:
-    """Parse kallsyms text into one :class:`KSym` per line (pure, no I/O).
-
-    Grammar: ``ADDRESS SP TYPE SP NAME [TAB '[' MODULE ']']`` per line, ADDRESS in hex.
-    Empty lines are skipped. If every address is 0 the symbols are marked
-    ``address_hidden``. For the live file use :func:`kallsyms`, which is faster and
-    smaller than a list of objects.
-
-    >>> parse_kallsyms("ffffffffa05ef110 t nf_conntrack_in\\t[nf_conntrack]\\n")[0].module
-    'nf_conntrack'
-
-    Raises:
-        KallsymsFormatError: a malformed line; the message quotes it with its number.
-    """
-    rows = [
-        _parse_line(line, number)
-        for number, line in enumerate(text.splitlines(), 1)
-        if line.strip()
-    ]
-    hidden = bool(rows) and all(row[0] == 0 for row in rows)
-    return [KSym(a, t, n, m, hidden) for a, t, n, m in rows]
-
+__all__ = ["Kallsyms"]
 
 class Kallsyms:
     """An index over a whole kallsyms table: exact lookup, functions, clones, close matches.
@@ -551,135 +376,3 @@ def _fast_columns(text: str) -> tuple[list[str], str, array[int], dict[int, str]
         type_list.append(kind)
         addresses.append(address)
     return names, "".join(type_list), addresses, modules
-
-
-_data: dict[Path, bytes] = {}
-_index: dict[Path, Kallsyms] = {}
-
-
-def read(path: Path = KALLSYMS_FILE, reload: bool = False) -> bytes:
-    """The raw bytes of ``/proc/kallsyms``, read once per process (one binary ``read``).
-
-    >>> b" T " in read()  # doctest: +SKIP
-    True
-
-    Raises:
-        HookPermissionError: the file cannot be read.
-    """
-    path = Path(path)
-    data = None if reload else _data.get(path)
-    if data is None:
-        try:
-            with path.open("rb") as handle:
-                data = handle.read()
-        except PermissionError as err:
-            raise HookPermissionError(
-                f"cannot read {path}: permission denied; rerun as root",
-                capability="CAP_SYSLOG",
-            ) from err
-        _data[path] = data
-        _index.pop(path, None)
-    return data
-
-
-def index(reload: bool = False, path: Path = KALLSYMS_FILE) -> Kallsyms:
-    """The :class:`Kallsyms` index of the live table (built once from :func:`read`).
-
-    Cached for the process; ``reload=True`` reads the file again (after loading a module).
-
-    >>> index().lookup("do_sys_openat2")[0].type  # doctest: +SKIP
-    't'
-
-    Raises:
-        HookPermissionError: the file cannot be read.
-        KallsymsFormatError: the file is not in kallsyms format.
-    """
-    path = Path(path)
-    data = read(path, reload)
-    table = _index.get(path)
-    if table is None:
-        table = _index[path] = Kallsyms.from_bytes(data)
-    return table
-
-
-_FUNCTION_LINE = re.compile(
-    rb"^[0-9a-fA-F]+ [TtWw] ([A-Za-z_][A-Za-z0-9_.]*)(?:\t\[([A-Za-z0-9_-]+)\])?$", re.M
-)
-# starts with a literal, so the regex engine skips ahead with a fast search
-_TRACEITER = re.compile(rb"__traceiter_([A-Za-z0-9_]+)(?:\t\[([A-Za-z0-9_-]+)\])?\n")
-
-
-def functions(data: bytes) -> list[tuple[str | None, str]]:
-    """(module or ``None``, name) of every function symbol (T/t/W/w) but ``__pfx_`` padding.
-
-    >>> functions(b"ffffffff81000000 T vfs_read\\nffffffffa0000000 t f\\t[m]\\n")
-    [(None, 'vfs_read'), ('m', 'f')]
-
-    One regular expression over the raw bytes: a listing of every kernel function costs
-    no per-symbol objects.
-    """
-    return [(mod.decode() if mod else None, name.decode())
-            for name, mod in _FUNCTION_LINE.findall(data) if not name.startswith(b"__pfx_")]
-
-
-def traceiters(data: bytes) -> list[tuple[str | None, str]]:
-    """(module or ``None``, NAME) of every ``__traceiter_NAME`` symbol: the tracepoints.
-
-    >>> traceiters(b"ffffffff81000000 T __traceiter_sched_switch\\n")
-    [(None, 'sched_switch')]
-    """
-    out = []
-    for m in _TRACEITER.finditer(data):
-        if data[m.start() - 1] == 0x20:  # preceded by "TYPE ": not __pfx___traceiter_
-            mod = m.group(2)
-            out.append((mod.decode() if mod else None, m.group(1).decode()))
-    return out
-
-
-def select(
-    data: bytes,
-    name: Callable[[str], bool] | None = None,
-    *,
-    module: Callable[[str], bool] | None = None,
-    types: str | None = None,
-) -> list[KSym]:
-    """The symbols of kallsyms ``data`` whose name, module and type letter fit (no I/O).
-
-    ``name`` and ``module`` test a name (the core kernel's module is ``vmlinux``);
-    ``types`` holds the type letters wanted (case matters: ``T`` global text, ``t``
-    local). Hidden addresses (all zero: ``kptr_restrict``, or not root) are marked on
-    every symbol, never presented as real.
-
-    >>> [str(s) for s in select(b"0000000000000000 T vfs_read\\n"
-    ...                          b"0000000000000000 t nf_hook\\t[nf_tables]\\n",
-    ...                          lambda n: n.startswith("nf_"))]
-    ['(hidden) t nf_hook [nf_tables]']
-
-    Raises :class:`KallsymsFormatError` for a malformed line that fits.
-    """
-    text = data.decode("utf-8", errors="surrogateescape")
-    hidden = re.search(r"^0*[1-9a-fA-F][0-9a-fA-F]* ", text, re.M) is None and bool(
-        text.strip())
-    picked: list[str] = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        if name is not None and not name(parts[2]):
-            continue
-        if types is not None and parts[1] not in types:
-            continue
-        if module is not None and not module(parts[3][1:-1] if len(parts) > 3 else "vmlinux"):
-            continue
-        picked.append(line)
-    return [KSym(s.address, s.type, s.name, s.module, hidden)
-            for s in parse_kallsyms("\n".join(picked))]
-
-
-def clear_cache() -> None:
-    """Forget what was read and indexed (the next call reads /proc/kallsyms again).
-
-    >>> clear_cache()
-    """
-    _data.clear()
-    _index.clear()
