@@ -162,7 +162,7 @@ def kinds(facts: dict[str, Feature] | None = None) -> dict[str, Feature]:
 
 
 def fix() -> list[str]:
-    """Mount tracefs and debugfs where they are missing (the seed's ``mount -t debugfs``).
+    """Mount tracefs and debugfs where they are missing (``mount -t tracefs``/``debugfs``).
 
     Returns one line per action. Raises :class:`ebpfhooks.HookPermissionError` when not
     allowed to mount and :class:`ebpfhooks.TracefsNotMountedError` when mount fails.

@@ -20,7 +20,7 @@ from ebpfhooks import bench
 from ebpfhooks.errors import NotSupportedError, SpecError
 
 KIND_KEYS = {
-    "kind", "spec", "trigger", "seed_rating", "supported", "reason", "events_per_batch",
+    "kind", "spec", "trigger", "rating", "supported", "reason", "events_per_batch",
     "batches", "rounds", "baseline_ns", "hooked_ns", "overhead_ns", "overhead_min_ns",
     "overhead_max_ns", "baseline_events_per_s", "hooked_events_per_s", "hits", "expected",
     "proven", "clock",
@@ -90,7 +90,7 @@ def test_result_statistics_and_dict_shape() -> None:
         assert set(kind) == KIND_KEYS
     assert data["kinds"][0]["supported"] is False
     assert data["kinds"][1]["baseline_events_per_s"] == pytest.approx(1e7)
-    assert data["kinds"][1]["seed_rating"] == "一般 moderate"
+    assert data["kinds"][1]["rating"] == "moderate"
 
 
 def test_table_names_unsupported_kinds_and_the_proof() -> None:

@@ -1,7 +1,7 @@
 """Per-event overhead of each hook kind on the running kernel (``ebpfhooks bench``).
 
-The seed rates each kind's overhead in words (极低 very low, 低 low, 一般
-moderate); this module measures it, the way the kernel selftests' ``bench``
+docs/hooks.md rates each kind's overhead in words (very low, low, moderate); this
+module measures it, the way the kernel selftests' ``bench``
 does (tools/testing/selftests/bpf/benchs/bench_trigger.c): a tight trigger loop
 runs without and with a minimal counting program attached, over several rounds,
 and the program's own per-CPU counter proves every hit. The extra time per event
@@ -51,7 +51,7 @@ from ebpfhooks.bench.measure import PROGRAM_SOURCE as PROGRAM_SOURCE
 from ebpfhooks.bench.measure import parse_kinds as parse_kinds
 from ebpfhooks.bench.measure import run
 from ebpfhooks.bench.report import DEFAULT_ROUNDS as DEFAULT_ROUNDS
-from ebpfhooks.bench.report import KIND_ORDER, SEED_RATING, BenchReport, KindResult
+from ebpfhooks.bench.report import KIND_ORDER, BenchReport, KindResult, rating
 from ebpfhooks.bench.report import TRIGGERS as TRIGGERS
 from ebpfhooks.bench.trigger import BENCH_ETHERTYPE as BENCH_ETHERTYPE
 from ebpfhooks.bench.trigger import TARGET_FUNCTION as TARGET_FUNCTION
@@ -61,10 +61,10 @@ from ebpfhooks.bench.trigger import cache_dir as cache_dir
 
 __all__ = [
     "KIND_ORDER",
-    "SEED_RATING",
     "BenchReport",
     "KindResult",
     "build_trigger",
     "main",
+    "rating",
     "run",
 ]

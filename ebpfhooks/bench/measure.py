@@ -113,7 +113,7 @@ def _default_cpu() -> int | None:
 
 
 def parse_kinds(kinds: Sequence[str] | None) -> list[str]:
-    """Kind names (commas allowed) in the seed's order; raises :class:`ebpfhooks.SpecError`."""
+    """Kind names (commas allowed) in the registry's order; raises :class:`ebpfhooks.SpecError`."""
     if not kinds:
         return list(KIND_ORDER)
     wanted: list[str] = []

@@ -20,24 +20,25 @@ from typing import Any
 
 from ebpfhooks.errors import NotSupportedError
 
-__all__ = ["DEFAULT_ROUNDS", "KIND_ORDER", "SEED_RATING", "TRIGGERS", "BenchReport",
-           "KindResult"]
+__all__ = ["DEFAULT_ROUNDS", "KIND_ORDER", "TRIGGERS", "BenchReport", "KindResult", "rating"]
 
-#: The kinds, in the seed table's order.
+#: The kinds the bench measures, in the registry's order (ebpfhooks.hooks.KINDS).
 KIND_ORDER = ("kprobe", "kretprobe", "tracepoint", "rawtracepoint", "xdp", "uprobe",
               "uretprobe", "raw_socket")
 
-#: The seed's overhead column (性能开销), with its English rendering.
-SEED_RATING: dict[str, tuple[str, str]] = {
-    "kprobe": ("极低", "very low"),
-    "kretprobe": ("极低", "very low"),
-    "tracepoint": ("一般", "moderate"),
-    "rawtracepoint": ("低", "low"),
-    "xdp": ("极低", "very low"),
-    "uprobe": ("极低", "very low"),
-    "uretprobe": ("极低", "very low"),
-    "raw_socket": ("极低", "very low"),
-}
+
+def rating(kind: str) -> str:
+    """The overhead rating of docs/hooks.md for ``kind`` (the kind's ``overhead``).
+
+    >>> rating("tracepoint")
+    'moderate'
+    """
+    from ebpfhooks.hooks import kind_of
+
+    found = kind_of(kind)
+    assert found is not None, kind
+    return found.overhead
+
 
 #: What each kind's trigger does, per event.
 TRIGGERS: dict[str, str] = {
@@ -82,10 +83,9 @@ class KindResult:
     clock: str = "cpu"
 
     @property
-    def seed_rating(self) -> str:
-        """The seed's rating, e.g. ``'一般 moderate'``."""
-        zh, en = SEED_RATING[self.kind]
-        return f"{zh} {en}"
+    def rating(self) -> str:
+        """The kind's overhead rating in docs/hooks.md, e.g. ``'moderate'``."""
+        return rating(self.kind)
 
     @property
     def proven(self) -> bool:
@@ -124,7 +124,7 @@ class KindResult:
             "kind": self.kind,
             "spec": self.spec,
             "trigger": self.trigger,
-            "seed_rating": self.seed_rating,
+            "rating": self.rating,
             "supported": self.supported,
             "reason": self.reason,
             "events_per_batch": self.events_per_batch,
@@ -178,19 +178,19 @@ class BenchReport:
 
     def format_table(self) -> str:
         """A text table: ns per event (median, min-max), events/s, the counter's proof."""
-        head = ("kind", "seed", "trigger", "base ns", "hooked ns", "+ns/event", "(min..max)",
+        head = ("kind", "rating", "trigger", "base ns", "hooked ns", "+ns/event", "(min..max)",
                 "events/s base -> hooked", "hits")
         rows: list[tuple[str, ...]] = [head]
         notes = []
         for r in self.results:
             if not r.supported:
-                rows.append((r.kind, r.seed_rating, r.trigger, "-", "-", "n/a", "", "", ""))
+                rows.append((r.kind, r.rating, r.trigger, "-", "-", "n/a", "", "", ""))
                 notes.append(f"{r.kind}: not supported here: {r.reason}")
                 continue
             base, hooked, over, spread = r.baseline_ns, r.hooked_ns, r.overhead_ns, r.spread_ns
             assert base is not None and hooked is not None and over is not None and spread
             rows.append((
-                r.kind, r.seed_rating, r.trigger, f"{base:.1f}", f"{hooked:.1f}", f"{over:+.1f}",
+                r.kind, r.rating, r.trigger, f"{base:.1f}", f"{hooked:.1f}", f"{over:+.1f}",
                 f"({spread[0]:.1f}..{spread[1]:.1f})",
                 f"{_rate(1e9 / base)} -> {_rate(1e9 / hooked)}",
                 f"{r.hits}/{r.expected}" + ("" if r.proven else " MISMATCH"),
@@ -224,7 +224,7 @@ class BenchReport:
             ) from err
         done = [r for r in self.results if r.supported and r.rounds]
         fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(self.results), 2) + 1.2), dpi=80)
-        names = [f"{r.kind} ({SEED_RATING[r.kind][1]})" for r in self.results]
+        names = [f"{r.kind} ({r.rating})" for r in self.results]
         values = [r.overhead_ns or 0.0 for r in self.results]
         lo = [max(0.0, (r.overhead_ns or 0) - (r.spread_ns or (0, 0))[0]) for r in self.results]
         hi = [max(0.0, (r.spread_ns or (0, 0))[1] - (r.overhead_ns or 0)) for r in self.results]

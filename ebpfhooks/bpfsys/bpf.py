@@ -28,6 +28,7 @@ import platform
 import re
 from collections.abc import Callable
 
+from ebpfhooks import caps
 from ebpfhooks.bpfsys._attr import (
     ATTACH_TYPE_NAMES,
     BPF_BTF_GET_FD_BY_ID,
@@ -94,7 +95,7 @@ _MIN_KERNEL = {
     (BPF_PROG_TYPE_KPROBE, BPF_TRACE_UPROBE_MULTI): ("uprobe_multi programs", "6.6"),
 }
 
-CAPS_TRACING = "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"
+CAPS_TRACING = caps.describe(caps.TRACING)
 _TRACING_TYPES = frozenset({BPF_PROG_TYPE_KPROBE, BPF_PROG_TYPE_TRACEPOINT,
                             BPF_PROG_TYPE_PERF_EVENT, BPF_PROG_TYPE_RAW_TRACEPOINT,
                             BPF_PROG_TYPE_TRACING, BPF_PROG_TYPE_LSM})

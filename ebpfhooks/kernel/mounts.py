@@ -1,4 +1,4 @@
-"""Where tracefs and debugfs are mounted, and mounting them (the seed's ``mount -t``).
+"""Where tracefs and debugfs are mounted, and mounting them (``mount -t tracefs ...``).
 
 Kept apart from :mod:`ebpfhooks.kernel.tracefs` (which re-exports everything here) so
 that finding tracefs imports nothing heavy: ``ebpfhooks list`` starts in milliseconds::

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
 
 from ebpfhooks.errors import BtfFormatError
 from ebpfhooks.kernel.btf.parse import (
@@ -84,8 +83,8 @@ def vmlinux_btf(path: Path = VMLINUX_BTF) -> Btf | None:
 # --------------------------------------------------------------------------- type ids of targets
 
 
-class BtfId(NamedTuple):
-    """A kernel BTF type id and the BTF object it is in.
+class BtfId(tuple[int, str]):
+    """A kernel BTF type id and the BTF object it is in: ``(type_id, btf)``.
 
     ``btf`` is ``"vmlinux"`` or a module's name. Loading a tracing or LSM program at it
     takes ``type_id`` as ``attach_btf_id`` and, for a module, the fd of that module's BTF
@@ -95,8 +94,24 @@ class BtfId(NamedTuple):
     False
     """
 
-    type_id: int
-    btf: str
+    __slots__ = ()
+
+    def __new__(cls, type_id: int, btf: str) -> BtfId:
+        return super().__new__(cls, (type_id, btf))
+
+    @property
+    def type_id(self) -> int:
+        """The BTF type id."""
+        return self[0]
+
+    @property
+    def btf(self) -> str:
+        """``"vmlinux"`` or the module's name (``typing.NamedTuple`` would cost ``ebpfhooks
+        list`` the import of typing)."""
+        return self[1]
+
+    def __repr__(self) -> str:
+        return f"BtfId(type_id={self.type_id}, btf={self.btf!r})"
 
     @property
     def in_module(self) -> bool:
