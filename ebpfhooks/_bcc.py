@@ -443,6 +443,16 @@ def attach_uprobe(
     return Attachment(detach, via="perf_event")
 
 
+# ---------------------------------------------------------------- tracing programs (BTF)
+# fentry/fexit, tp_btf, LSM: bcc-compiled instructions loaded with attach_btf_id (issue 17)
+
+
+# ---------------------------------------------------------------- USDT
+# USDT probes: uprobes at .note.stapsdt locations with their semaphores (issue 17)
+
+
+# ---------------------------------------------------------------- XDP
+
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1
 BPF_LINK_CREATE = bpfsys.BPF_LINK_CREATE  # enum bpf_cmd
 BPF_XDP = bpfsys.BPF_XDP  # enum bpf_attach_type; XDP links need kernel 5.9
@@ -601,3 +611,7 @@ def attach_raw_socket(bpf: Any, fn_name: str, interface: str, *, what: str) -> A
             os.close(fd)
 
     return Attachment(detach, via="socket", fd=fd)
+
+
+# ---------------------------------------------------------------- perf events
+# profile, interval, software and hardware events (issue 17)
