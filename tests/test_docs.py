@@ -96,3 +96,34 @@ def test_license_file_is_the_one_pyproject_names() -> None:
     assert meta["tool"]["setuptools"]["license-files"] == ["LICENSE"]
     text = (ROOT / "LICENSE").read_text()
     assert "Apache License" in text and "Version 2.0, January 2004" in text
+
+
+def test_public_docstring_examples_use_only_public_names() -> None:
+    """Every example docs/api.md shows runs with nothing but what ``ebpfhooks`` exports
+    (an example calling a private helper such as ``parse(...)`` would fail here)."""
+    import doctest
+    import inspect
+
+    import ebpfhooks
+
+    public = {name: getattr(ebpfhooks, name) for name in ebpfhooks.__all__}
+    public["ebpfhooks"] = ebpfhooks
+    finder = doctest.DocTestFinder(recurse=False)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    failed, ran = [], 0
+    for name, obj in sorted(public.items()):
+        if name == "ebpfhooks":
+            continue
+        members = [obj]
+        if inspect.isclass(obj):
+            members += [v for k, v in vars(obj).items() if not k.startswith("_")]
+        for member in members:
+            member = (getattr(member, "__func__", None) or getattr(member, "fget", None)
+                      or member)
+            for test in finder.find(member, name, globs=dict(public)):
+                result = runner.run(test, out=lambda _text: None)
+                ran += result.attempted
+                if result.failed:
+                    failed.append(test.name)
+    assert ran > 20
+    assert failed == []

@@ -79,7 +79,8 @@ REGISTRY = Registry(KINDS, OTHER_KINDS)
 def parse(text: str) -> Hook:
     """Parse a hook spec (bpftrace or libbpf spelling) into a hook (``ebpfhooks.from_spec``).
 
-    >>> parse("uretprobe:/bin/bash:readline")
+    >>> import ebpfhooks
+    >>> ebpfhooks.from_spec("uretprobe:/bin/bash:readline")
     Uretprobe(binary='/bin/bash', location=Symbol(name='readline', offset=0), pid=None)
 
     Raises :class:`ebpfhooks.SpecError` whose message shows the spec with a caret under
