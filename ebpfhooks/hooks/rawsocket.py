@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from ebpfhooks import caps
-from ebpfhooks.hooks._interface import InterfaceResolution, list_interfaces, resolve_interface
-from ebpfhooks.hooks.base import Found, Hook, Pattern, Resolution, text_field
+from ebpfhooks.hooks._interface import InterfaceHook
+from ebpfhooks.hooks.base import Pattern, Resolution, text_field
 from ebpfhooks.names import check_interface
 
 TYPE_CHECKING = False  # typing is not imported at run time (`ebpfhooks list` starts fast)
 if TYPE_CHECKING:
-    from typing import Any, Self
+    from typing import Self
 
     from ebpfhooks._bcc import Attachment
     from ebpfhooks.hooks.link import Program
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["RawSocket"]
 
 
-class RawSocket(Hook):
+class RawSocket(InterfaceHook):
     """A socket filter on a raw socket bound to an interface: ``raw_socket:IFACE``.
 
     >>> str(RawSocket("lo"))
@@ -31,15 +31,12 @@ class RawSocket(Hook):
     Minimum kernel 3.19.
     """
 
-    __slots__ = ("interface",)
+    __slots__ = ()
     _fields = ("interface",)
-    interface: str
 
     kind = "raw_socket"
     bcc_prefix = "raw_socket"
     aliases = ("rawsocket",)
-    example = "eth0"
-    target_noun = "interface"
     hooks = "network interface (packets, via a socket)"
     fires = "when a packet passes the interface"
     attach_via = "bcc attach_raw_socket (AF_PACKET socket + SO_ATTACH_BPF)"
@@ -53,9 +50,6 @@ class RawSocket(Hook):
     def __init__(self, interface: str) -> None:
         self._init(interface=text_field(interface, check_interface, "interface"))
 
-    def _target_names(self) -> tuple[str, str]:
-        return self.interface, self.interface
-
     def spec(self) -> str:
         """``raw_socket:IFACE``."""
         return f"raw_socket:{self.interface}"
@@ -63,28 +57,9 @@ class RawSocket(Hook):
     @classmethod
     def parse_target(cls, body: Body) -> Self | Pattern:
         """``interface`` (libbpf's ``SEC("socket")`` names no interface)."""
-        if body.libbpf:
-            sep = body.start - 1
-            raise body.error(sep, sep + 1, f"libbpf's SEC(\"{body.word}\") names no interface",
-                             f"write {cls.kind}:IFACE")
+        cls._refuse_libbpf(body)
         iface = body.t.name(body.start, body.end, check_interface)
         return Pattern(cls, interface=iface) if body.pattern else cls(iface)
-
-    @classmethod
-    def list_matching(cls, pattern: Pattern, found: Found) -> None:
-        """The interfaces of this network namespace."""
-        list_interfaces(cls, pattern, found)
-
-    def resolve(self) -> InterfaceResolution:
-        """Check the interface exists; raises :class:`ebpfhooks.InterfaceNotFoundError`."""
-        return resolve_interface(self, self.interface)
-
-    def info_facts(self, facts: dict[str, Any], text: list[str]) -> None:
-        """The interface index."""
-        res = self.resolve()
-        facts["interface"] = self.interface
-        facts["ifindex"] = res.ifindex
-        text.append(f"    interface: {self.interface}   ifindex: {res.ifindex}")
 
     def _attach_resolved(self, program: Program, resolution: Resolution) -> Attachment:
         from ebpfhooks import _bcc

@@ -6,8 +6,8 @@ import enum
 
 from ebpfhooks import caps
 from ebpfhooks.errors import EbpfHooksError, SpecError
-from ebpfhooks.hooks._interface import InterfaceResolution, list_interfaces, resolve_interface
-from ebpfhooks.hooks.base import Found, Hook, Pattern, Resolution, text_field
+from ebpfhooks.hooks._interface import InterfaceHook, InterfaceResolution
+from ebpfhooks.hooks.base import Pattern, Resolution, text_field
 from ebpfhooks.names import check_interface
 
 TYPE_CHECKING = False  # typing is not imported at run time (`ebpfhooks list` starts fast)
@@ -65,7 +65,7 @@ def _mode(value: object) -> XdpMode:
     raise SpecError(f"XDP mode must be an XdpMode or a word like 'skb', got {value!r}")
 
 
-class Xdp(Hook):
+class Xdp(InterfaceHook):
     """XDP on a network interface: ``xdp:IFACE[:mode]``.
 
     >>> str(Xdp("lo", XdpMode.SKB))
@@ -86,15 +86,12 @@ class Xdp(Hook):
     docs/lifetimes.md.
     """
 
-    __slots__ = ("interface", "mode")
+    __slots__ = ("mode",)
     _fields = ("interface", "mode")
-    interface: str
     mode: XdpMode
 
     kind = "xdp"
     bcc_prefix = "xdp"
-    example = "eth0"
-    target_noun = "interface"
     hooks = "network interface (packets received)"
     fires = "when the interface receives a packet"
     attach_via = ("BPF_LINK_CREATE (a bpf_link, kernel 5.9+), ebpfhooks' own; else bcc "
@@ -111,9 +108,6 @@ class Xdp(Hook):
         self._init(interface=text_field(interface, check_interface, "interface"),
                    mode=_mode(mode))
 
-    def _target_names(self) -> tuple[str, str]:
-        return self.interface, self.interface
-
     def spec(self) -> str:
         """``xdp:IFACE`` or ``xdp:IFACE:mode``."""
         word = self.mode.spec_word
@@ -123,10 +117,7 @@ class Xdp(Hook):
     def parse_target(cls, body: Body) -> Self | Pattern:
         """``interface [":" ("auto"|"skb"|"generic"|"drv"|"native"|"hw"|"offload")]``
         (libbpf's ``SEC("xdp")`` names no interface)."""
-        if body.libbpf:
-            sep = body.start - 1
-            raise body.error(sep, sep + 1, f"libbpf's SEC(\"{body.word}\") names no interface",
-                             f"write {cls.kind}:IFACE")
+        cls._refuse_libbpf(body)
         colon = body.find(":")
         iface_end = body.end if colon == -1 else colon
         iface = body.t.name(body.start, iface_end, check_interface)
@@ -143,23 +134,11 @@ class Xdp(Hook):
                                  ) from None
         return cls(iface, mode)
 
-    @classmethod
-    def list_matching(cls, pattern: Pattern, found: Found) -> None:
-        """The interfaces of this network namespace."""
-        list_interfaces(cls, pattern, found)
-
-    def resolve(self) -> InterfaceResolution:
-        """Check the interface exists; raises :class:`ebpfhooks.InterfaceNotFoundError`."""
-        return resolve_interface(self, self.interface)
-
     def info_facts(self, facts: dict[str, Any], text: list[str]) -> None:
         """The interface index and any XDP program already attached."""
         from ebpfhooks.kernel.netdev import xdp_attached
 
-        res = self.resolve()
-        facts["interface"] = self.interface
-        facts["ifindex"] = res.ifindex
-        text.append(f"    interface: {self.interface}   ifindex: {res.ifindex}")
+        super().info_facts(facts, text)
         try:
             prog = xdp_attached(self.interface)
         except EbpfHooksError:
