@@ -117,20 +117,11 @@ class Kallsyms:
         fast = _fast_columns(text)
         if fast is not None:
             return cls(*fast)
-        lines = text.splitlines()
         names: list[str] = []
         types: list[str] = []
         addresses: array[int] = array("Q")
         modules: dict[int, str] = {}
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            address, kind, name, module = _parse_line(line, number)
-            if module is not None:
-                modules[len(names)] = module
-            names.append(name)
-            types.append(kind)
-            addresses.append(address)
+        _parse_lines(text, 1, names, types, addresses, modules)
         return cls(names, "".join(types), addresses, modules)
 
     # -- queries ----------------------------------------------------------------
@@ -366,13 +357,19 @@ def _fast_columns(text: str) -> tuple[list[str], str, array[int], dict[int, str]
     del tokens, hexes, joined, raw, core
     modules: dict[int, str] = {}
     type_list = [types]
-    for number, line in enumerate(text[cut:].splitlines(), count + 1):
+    _parse_lines(text[cut:], count + 1, names, type_list, addresses, modules)
+    return names, "".join(type_list), addresses, modules
+
+
+def _parse_lines(text: str, first: int, names: list[str], types: list[str],
+                 addresses: array[int], modules: dict[int, str]) -> None:
+    """Append each line of ``text`` (numbered from ``first``) to the columns, one by one."""
+    for number, line in enumerate(text.splitlines(), first):
         if not line.strip():
             continue
         address, kind, name, module = _parse_line(line, number)
         if module is not None:
             modules[len(names)] = module
         names.append(name)
-        type_list.append(kind)
+        types.append(kind)
         addresses.append(address)
-    return names, "".join(type_list), addresses, modules
