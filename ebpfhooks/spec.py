@@ -18,6 +18,7 @@ Grammar (kind words are case-insensitive; ``[...]`` means optional)::
 
     pattern     := WORD                      (a bare word: every kind that takes one)
                  | KIND-PATTERN ":" target   (the kind word may hold wildcards)
+                 | SECTION "/" target        (libbpf's spelling)
 
 Each kind writes its ``target`` grammar in its ``parse_target`` docstring.
 
@@ -63,6 +64,7 @@ __all__ = ["Body", "SpecText", "has_wildcard", "parse_pattern", "parse_spec"]
 
 _NUMBER = re.compile(r"(0[xX][0-9a-fA-F]+|[0-9]+)\Z")
 _KIND_WORD = re.compile(r"[A-Za-z_.]*")
+_PATTERN_KIND_WORD = re.compile(r"[A-Za-z_.*?]*")
 _OPTIONS = re.compile(r"\[([^\[\]]*)\]\Z")
 
 
@@ -311,10 +313,10 @@ def parse_pattern(text: str, kinds: Kinds) -> list[Pattern]:
         raise t.error(at, len(text),
                       "options ([pid=N], [maxactive=N]) are not part of a listing pattern",
                       "list the hooks, then attach with options through the hook classes")
-    colon = text.find(":")
-    if colon == -1:
+    word = _PATTERN_KIND_WORD.match(text).group(0)  # type: ignore[union-attr]
+    if len(word) >= len(text) or text[len(word)] not in ":/":
         return _bare(t, kinds)
-    word, body = text[:colon], colon + 1
+    body, libbpf = len(word) + 1, text[len(word)] == "/"
     chosen = _kinds_for(t, word, kinds)
     if body >= len(text):
         raise t.error(body, body + 1, f"missing target after {text[:body]!r}",
@@ -327,7 +329,7 @@ def parse_pattern(text: str, kinds: Kinds) -> list[Pattern]:
             # '*:sched:sched_switch' names a tracepoint, not a binary called 'sched'
             continue
         try:
-            pattern = kind.parse_target(Body(t, body, len(text), word))
+            pattern = kind.parse_target(Body(t, body, len(text), word, libbpf))
         except SpecError as err:
             if not wildcard_kind:
                 raise

@@ -79,6 +79,10 @@ def test_pattern_queries() -> None:
     assert show("xdp:eth*") == [("xdp", ("eth*",))]
     # a dotted name is a kernel symbol, not a tracepoint: only kprobes are searched
     assert show("foo.isra*") == [("kprobe", (None, "foo.isra*"))]
+    # libbpf's spellings are patterns too (the same grammar)
+    assert show("tp/syscalls/sys_enter_open*") == [("tracepoint", ("syscalls",
+                                                                   "sys_enter_open*"))]
+    assert show("raw_tp/sched_*") == [("rawtracepoint", (None, "sched_*"))]
 
 
 def test_kallsyms_fixture_with_modules() -> None:
