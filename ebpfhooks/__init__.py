@@ -45,6 +45,7 @@ from ebpfhooks.errors import (
     TracefsFormatError,
     TracefsNotMountedError,
     TracepointNotFoundError,
+    UsdtProbeNotFoundError,
     WrongArchitectureError,
 )
 
@@ -96,11 +97,14 @@ if TYPE_CHECKING:
         Uprobe,
         UprobeResolution,
         Uretprobe,
+        Usdt,
+        UsdtResolution,
         Xdp,
         XdpMode,
     )
     from ebpfhooks.hooks import parse as from_spec
     from ebpfhooks.hooks.link import Link, LinkGroup, Program
+    from ebpfhooks.hooks.usdt import usdt_args
     from ebpfhooks.kernel.features import Feature, FeatureStatus
     from ebpfhooks.kernel.kallsyms import KSym
     from ebpfhooks.trace import HookCount, TraceSummary
@@ -113,8 +117,10 @@ _LAZY: dict[str, tuple[str, str]] = {
         "KINDS", "Address", "FileOffset", "Hook", "InterfaceResolution", "Kprobe",
         "KprobeResolution", "Kretprobe", "RawSocket", "RawTracepoint",
         "RawTracepointResolution", "Resolution", "Symbol", "Tracepoint",
-        "TracepointResolution", "Uprobe", "UprobeResolution", "Uretprobe", "Xdp", "XdpMode",
+        "TracepointResolution", "Uprobe", "UprobeResolution", "Uretprobe", "Usdt",
+        "UsdtResolution", "Xdp", "XdpMode",
     )},
+    "usdt_args": ("ebpfhooks.hooks.usdt", "usdt_args"),
     **{name: ("ebpfhooks.hooks.link", name) for name in ("Link", "LinkGroup", "Program")},
     "from_spec": ("ebpfhooks.hooks", "parse"),
     **{name: ("ebpfhooks.chain", name) for name in (
@@ -212,6 +218,9 @@ __all__ = [
     "Uprobe",
     "UprobeResolution",
     "Uretprobe",
+    "Usdt",
+    "UsdtProbeNotFoundError",
+    "UsdtResolution",
     "UserTarget",
     "WrongArchitectureError",
     "Xdp",
@@ -227,4 +236,5 @@ __all__ = [
     "list_hooks",
     "search",
     "suggest",
+    "usdt_args",
 ]

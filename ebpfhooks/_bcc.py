@@ -451,6 +451,37 @@ def attach_uprobe(
 # USDT probes: uprobes at .note.stapsdt locations with their semaphores (issue 17)
 
 
+def attach_usdt(bpf: Any, fn_name: str, path: str, locations: list[tuple[int, int]], *,
+                pid: int | None, cookies: bool, what: str) -> Attachment:
+    """Attach ``fn_name`` at every ``(file offset, semaphore file offset)`` of a USDT probe.
+
+    One perf-event uprobe per location (:func:`ebpfhooks.bpfsys.perf_uprobe`), the
+    semaphore as its ``ref_ctr_offset`` (0: none), so the kernel counts the semaphore
+    in every process mapping ``path``; with ``cookies`` location ``i`` carries cookie
+    ``i`` (a ``BPF_PERF_EVENT`` link). All or nothing: a refused location closes the
+    ones made. The :class:`Attachment` owns every fd; ``fd`` is the perf event of a
+    single location (None for several).
+    """
+    fn = _load_func(bpf, fn_name, "KPROBE", what)
+    made: list[bpfsys.PerfUprobe] = []
+    try:
+        for i, (offset, ref_ctr) in enumerate(locations):
+            where = what if len(locations) == 1 else f"{what} (location {i}, {offset:#x})"
+            made.append(bpfsys.perf_uprobe(fn.fd, path, offset, pid=pid, ref_ctr_offset=ref_ctr,
+                                           cookie=i if cookies else None, what=where))
+    except BaseException:
+        for probe in made:
+            probe.close()
+        raise
+
+    def detach() -> None:
+        for probe in made:
+            probe.close()
+
+    return Attachment(detach, via="bpf_link" if cookies else "perf_event",
+                      fd=made[0].perf_fd if len(made) == 1 else None)
+
+
 # ---------------------------------------------------------------- XDP
 
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1

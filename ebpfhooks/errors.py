@@ -43,6 +43,7 @@ __all__ = [
     "TracefsFormatError",
     "TracefsNotMountedError",
     "TracepointNotFoundError",
+    "UsdtProbeNotFoundError",
     "WrongArchitectureError",
 ]
 
@@ -175,6 +176,12 @@ class ProcessNotFoundError(HookNotFoundError):
     """A pid that does not exist."""
 
     what = "process"
+
+
+class UsdtProbeNotFoundError(HookNotFoundError):
+    """A USDT probe (``PROVIDER:NAME``) that the file's ``.note.stapsdt`` notes do not have."""
+
+    what = "USDT probe"
 
 
 class AmbiguousSymbolError(EbpfHooksError, LookupError):

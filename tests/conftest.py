@@ -88,6 +88,17 @@ def uprobe_lib_target(build_dir: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
+def usdt_target(build_dir: Path) -> Path:
+    """The USDT target program (tests/targets/usdt_target.c: probes ehk:tick, ehk:multi)."""
+    if shutil.which("gcc") is None:
+        not_possible("gcc is needed to build the USDT target")
+    out = build_dir / "usdt_target"
+    subprocess.run(["gcc", "-O2", "-g", "-fPIE", "-pie", "-o", str(out),
+                    str(HERE / "targets/usdt_target.c")], check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
 def bpf(live: None) -> Iterator[Any]:
     """One compiled module with every live test program (one bcc compile per session)."""
     from bcc import BPF

@@ -247,6 +247,70 @@ def test_mallocsize_refuses_a_bad_pid() -> None:
     assert "argument --pid: not a process id: '1x'" in out.stderr
 
 
+PYGC_CHILD = """
+import gc, os, sys
+gc.disable()
+class C:
+    pass
+def cycles(n):
+    for _ in range(n):
+        a, b = C(), C()
+        a.b, b.a = b, a
+print("ready", flush=True)
+sys.stdin.readline()
+found = [0, 0, 0]
+for gen, garbage in ((0, 0), (1, 7), (1, 0), (2, 10)):
+    cycles(garbage)
+    found[gen] += gc.collect(gen)
+print("done", *found, flush=True)
+os._exit(0)  # no collections at exit
+"""
+
+
+def test_pygc_counts_collections_and_objects_per_generation(live: None) -> None:
+    python = Path("/usr/bin/python3.11")
+    if not python.exists():
+        not_possible(f"{python} (Debian's, with USDT probes) is what pygc traces")
+    proc = subprocess.Popen([str(python), "-c", PYGC_CHILD], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline() == "ready\n"
+        run = Run("pygc.py", "--pid", str(proc.pid), "--duration", "60")
+        first = run.attached()
+        assert first.startswith(
+            f"attached usdt:{python}:python:gc__start[pid={proc.pid}] -> {python} "
+            "python:gc__start (file offset 0x"), first
+        run.wait_for(lambda line: line.startswith("tracing the garbage collections"))
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        done = proc.stdout.readline().split()
+        assert done[0] == "done", done
+        found = [int(n) for n in done[1:]]
+        assert found[1] >= 14 and found[2] >= 20   # the cycles made (2 objects each)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert run.finish() == 0, run.stderr   # it stops by itself when the process exits
+    assert f"process {proc.pid} exited" in run.lines
+    rows = {}
+    for line in run.lines[run.lines.index(f"process {proc.pid} exited") + 2:]:
+        gen, count, objects, total, peak = line.split()
+        rows[gen] = (int(count), int(objects))
+        assert float(total) >= float(peak) > 0
+    assert rows == {"0": (1, found[0]), "1": (2, found[1]), "2": (1, found[2])}, run.stdout
+
+
+def test_pygc_refuses_a_file_without_the_probes() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "examples/pygc.py"), "--binary",
+                          "/bin/true"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.startswith("pygc: USDT probe 'python:gc__start' not found in "
+                                 "the USDT probes of /usr/bin/true (.note.stapsdt)")
+
+
 @pytest.mark.parametrize("parsed", [False, True], ids=["raw", "parsed"])
 def test_syscount_counts_a_known_process(live: None, uprobe_target: Path, parsed: bool) -> None:
     n = 5000

@@ -53,7 +53,7 @@ FAST = settings(max_examples=examples(1000), deadline=500,
 
 KIND_WORDS = ["kprobe", "k", "kretprobe", "kr", "tracepoint", "t", "tp", "rawtracepoint",
               "rt", "raw_tp", "uprobe", "u", "uretprobe", "ur", "xdp", "raw_socket", "fentry",
-              "KPROBE", "tp/", "kprobe/", "uprobe/", "raw_tp/"]
+              "KPROBE", "tp/", "kprobe/", "uprobe/", "raw_tp/", "usdt", "usdt/"]
 PIECES = ["vfs_read", "syscalls", "sys_enter_openat", "/bin/bash", "libc", "readline", "lo",
           "0x10", "+", ":", "/", "[", "]", "pid=1", "maxactive=2", "skb", "drv", "=", ",",
           "..", "\x00", "\n", '"', ";", ")", "*", "file_offset=", "99999999999999999999",

@@ -83,12 +83,15 @@ CALLS: dict[str, tuple[str, str]] = {
     "Uprobe.resolve": ("Uprobe('/bin/bash', 'readline').resolve()", "answer"),
     "Uretprobe.resolve": ("Uretprobe('/bin/bash', 'readline').resolve()", "answer"),
     "Xdp.resolve": ("Xdp('lo').resolve()", "answer"),
+    "Usdt.resolve": ("Usdt('/usr/bin/python3.11', 'gc__start', provider='python').resolve()",
+                     "answer"),
+    "usdt_args": ("usdt_args('usdt:/usr/bin/python3.11:python:gc__start')", "answer"),
     "RawSocket.resolve": ("RawSocket('lo').resolve()", "answer"),
     "check_supported": ("[h.check_supported() for h in HOOKS if h.kind not in "
                         "('kprobe', 'kretprobe')]", "answer"),
     **{f"{kind}.attach": (f"HOOKS[{i}].attach(Program(BPF, 'f'))", "denied")
        for i, kind in enumerate(("tracepoint", "raw_tracepoint", "kprobe", "kretprobe",
-                                 "uprobe", "uretprobe", "xdp", "raw_socket"))},
+                                 "uprobe", "uretprobe", "xdp", "raw_socket", "usdt"))},
     "attach_all": ("attach_all(HOOKS[:2], BPF, 'f')", "denied"),
     "first_of.attach": ("first_of('kprobe:do_sys_openat2', "
                         "'tracepoint:syscalls:sys_enter_openat').attach(BPF, 'f')",
@@ -104,6 +107,7 @@ CALLS: dict[str, tuple[str, str]] = {
     "list_hooks(rawtracepoint)": ("list_hooks('rawtracepoint:sched_sw*')", "answer"),
     "list_hooks(uprobe)": ("list_hooks('uprobe:/bin/bash:readline*')", "answer"),
     "list_hooks(xdp)": ("list_hooks('xdp:lo')", "answer"),
+    "list_hooks(usdt)": ("list_hooks('usdt:/usr/bin/python3.11:*')", "answer"),
     "expand(tracepoint)": ("expand('tracepoint:sched:sched_sw*')", "denied"),
     "expand(word)": ("expand('*sched_switch')", "denied"),
     "info(tracepoint)": ("info('tracepoint:sched:sched_switch')", "denied"),
@@ -111,6 +115,7 @@ CALLS: dict[str, tuple[str, str]] = {
     "info(rawtracepoint)": ("str(info('rawtracepoint:sched_switch'))", "answer"),
     "info(uprobe)": ("str(info('uprobe:/bin/bash:readline'))", "answer"),
     "info(xdp)": ("str(info('xdp:lo'))", "answer"),
+    "info(usdt)": ("str(info('usdt:/usr/bin/python3.11:python:gc__start'))", "answer"),
     "suggest": ("suggest('execve')", "denied"),
     "kallsyms": ("[(s.name, s.address_hidden, s.real_address) for s in "
                  "kallsyms('do_sys_openat2')]", "answer"),
@@ -135,6 +140,7 @@ COVERS: dict[str, list[str]] = {
     "Uprobe": ["Uprobe.resolve", "uprobe.attach"],
     "Uretprobe": ["Uretprobe.resolve", "uretprobe.attach"],
     "Xdp": ["Xdp.resolve", "xdp.attach"], "RawSocket": ["RawSocket.resolve", "raw_socket.attach"],
+    "Usdt": ["Usdt.resolve", "usdt.attach"], "usdt_args": ["usdt_args"],
     "Program": ["tracepoint.attach"], "Link": ["tracepoint.attach"],
     "LinkGroup": ["LinkGroup.attach_all"], "Resolution": ["Uprobe.resolve"],
     "attach_all": ["attach_all"], "first_of": ["first_of.attach"], "FirstOf": ["first_of.attach"],
@@ -154,7 +160,7 @@ from ebpfhooks import *
 HOOKS = [from_spec(s) for s in (
     "tracepoint:sched:sched_switch", "rawtracepoint:sched_switch", "kprobe:do_sys_openat2",
     "kretprobe:do_sys_openat2", "uprobe:/bin/bash:readline", "uretprobe:/bin/bash:readline",
-    "xdp:lo", "raw_socket:lo")]
+    "xdp:lo", "raw_socket:lo", "usdt:/usr/bin/python3.11:python:gc__start")]
 # a stand-in with what attach() asks of a compiled bcc module; never loaded (denied first)
 BPF = type("BPF", (), {"load_func": print, "funcs": {}})()
 out = {}

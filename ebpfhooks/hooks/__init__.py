@@ -30,16 +30,18 @@ from ebpfhooks.hooks.uprobe import (
     UprobeResolution,
     Uretprobe,
 )
+from ebpfhooks.hooks.usdt import Usdt, UsdtResolution
 from ebpfhooks.hooks.xdp import InterfaceResolution, Xdp, XdpMode
 
 #: Every kind, in the order docs, ``doctor`` and ``bench`` list them.
 KINDS: tuple[type[Hook], ...] = (
     Kprobe, Kretprobe, Tracepoint, RawTracepoint, Xdp, Uprobe, Uretprobe, RawSocket,
+    Usdt,
 )
 
 #: Kinds other tools know that ebpfhooks does not attach (a clear refusal, not a typo).
 OTHER_KINDS = frozenset({
-    "fentry", "fexit", "kfunc", "kretfunc", "f", "fr", "usdt", "profile", "interval",
+    "fentry", "fexit", "kfunc", "kretfunc", "f", "fr", "profile", "interval",
     "software", "hardware", "watchpoint", "asyncwatchpoint", "begin", "end", "lsm",
     "ksyscall", "kretsyscall", "kprobe.multi", "kretprobe.multi", "uprobe.multi",
     "uretprobe.multi", "uprobe.s", "uretprobe.s", "fentry.s", "fexit.s", "tc", "tcx",
@@ -137,6 +139,8 @@ __all__ = [
     "Uprobe",
     "UprobeResolution",
     "Uretprobe",
+    "Usdt",
+    "UsdtResolution",
     "Xdp",
     "XdpMode",
     "kind_of",
