@@ -11,6 +11,7 @@ uprobe (much more under emulation), so its groups are smaller.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import select
 import signal
@@ -349,6 +350,45 @@ def test_sigkill_of_a_process_holding_a_batch_leaves_nothing(
     # the kernel closed the worker's fds: the link (or the perf links), the programs
     assert _settled(lambda: not any(n.startswith(KILL_PREFIX) for n in bpf_prog_names()))
     assert uprobe_events() == events
+
+
+# --------------------------------------------------------------------------- trace
+
+
+def _bpftool(what: str) -> list[dict[str, Any]]:
+    out = subprocess.run(["bpftool", what, "list", "--json"], capture_output=True, text=True,
+                         check=True).stdout
+    return list(json.loads(out))
+
+
+def test_trace_counts_a_uprobe_wildcard_per_hook(live: None, binary: Path) -> None:
+    """`ebpfhooks trace` counts each hook of the group by its cookie, with one function."""
+    spec = f"uprobe:{binary}:ehk_f1*" if multi() else f"uprobe:{binary}:ehk_f99*"
+    want = 111 if multi() else 11  # ehk_f1, ehk_f10..19, ehk_f100..199
+    proc = subprocess.Popen([sys.executable, "-m", "ebpfhooks", "trace", spec, "--json",
+                             "--duration", "6"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    assert proc.stderr is not None
+    ready, _, _ = select.select([proc.stderr], [], [], 300)
+    line = proc.stderr.readline() if ready else ""
+    if not line.startswith("ebpfhooks: tracing"):
+        proc.kill()
+        pytest.fail(f"trace did not attach: {line}{proc.communicate()[1]}")
+    # one counting function for the whole wildcard, on one uprobe_multi link (6.6+)
+    progs = _bpftool("prog")
+    cookie_progs = {p["id"] for p in progs if p.get("name") == "ehk_cookie"}
+    assert cookie_progs, [p.get("name") for p in progs]
+    if multi():
+        assert any(link.get("type") in (12, "uprobe_multi") and link.get("prog_id") in
+                   cookie_progs for link in _bpftool("link"))
+    target = _start(binary)
+    _finish(target)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    rows = json.loads(out)["hooks"]
+    assert len(rows) == want
+    for row in rows:
+        assert [(p["pid"], p["hits"]) for p in row["processes"]] == [(target.pid, 1)], row
 
 
 def test_group_program_reads_its_cookie_with_ctypes(maps: Any, binary: Path) -> None:
