@@ -532,7 +532,8 @@ def attach_uprobe_batch(
     """
     if not len(offsets) == len(cookies) == len(whats):
         raise ValueError("attach_uprobe_batch: offsets, cookies and whats differ in length")
-    if len(offsets) >= 2 and uprobe_attach_mode() == "auto" and _feature_yes("uprobe_multi"):
+    mode = uprobe_attach_mode()
+    if len(offsets) >= 2 and mode == "auto" and _feature_yes("uprobe_multi"):
         shared = _attach_uprobe_multi(bpf, fn_name, path, offsets, cookies, pid=pid, ret=ret,
                                       what=_batch_what(whats, path, pid, ret), fatal=fatal)
         if shared is not None:

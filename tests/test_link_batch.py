@@ -265,6 +265,8 @@ def test_the_mode_variable_forces_the_per_probe_path(kernel: Kernel, binary: Pat
     with pytest.raises(AttachError, match="EBPFHOOKS_UPROBE_ATTACH='fast' is not one of "
                                           "auto, perf_event"):
         LinkGroup.attach_all(hooks_of(binary), Program(FakeModule(), "on_call"))
+    with pytest.raises(AttachError, match="EBPFHOOKS_UPROBE_ATTACH='fast'"):  # a batch of one
+        LinkGroup.attach_all(hooks_of(binary, n=1), Program(FakeModule(), "on_call"))
     assert kernel.open == set()
 
 
