@@ -11,8 +11,10 @@ the fd that holds it, what must be recorded to outlive a crash); the
 
 from __future__ import annotations
 
+import contextlib
 import errno as _errno
 import os
+import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -21,7 +23,9 @@ from ebpfhooks import _bccshim, bpfsys, caps
 from ebpfhooks.errors import (
     AttachError,
     BccNotFoundError,
+    EbpfHooksError,
     HookPermissionError,
+    NotSupportedError,
     ProgramError,
 )
 
@@ -29,24 +33,42 @@ Detach = Callable[[], None]
 
 
 class Attachment:
-    """What one attach made: ``detach`` undoes it; ``fd`` is what holds it (a raw socket, a
-    bpf_link; ``None`` when bcc holds it); ``via`` says how (``"bcc"``, ``"perf_event"``,
-    ``"bpf_link"``, ``"netlink"``, ``"socket"``); ``record`` is ``(ifindex, prog_id,
-    name)`` for an attach that outlives this process (netlink XDP), which the link layer
-    records for ``ebpfhooks cleanup``.
+    """What one attach made: :meth:`detach` undoes it; ``fd`` is what holds it (a raw socket,
+    a bpf_link; ``None`` when bcc holds it); ``via`` says how (``"bcc"``, ``"perf_event"``,
+    ``"perf_link"``, ``"uprobe_multi"``, ``"bpf_link"``, ``"netlink"``, ``"socket"``);
+    ``record`` is ``(ifindex, prog_id, name)`` for an attach that outlives this process
+    (netlink XDP), which the link layer records for ``ebpfhooks cleanup``.
 
-    >>> Attachment(lambda: None, via="bcc").fd is None
+    One attachment may hold many hooks (a uprobe_multi link): every hook's
+    :class:`ebpfhooks.Link` shares it, and the first ``detach()`` undoes it for all
+    (``done`` is then True); later calls do nothing.
+
+    >>> a = Attachment(lambda: None, via="bcc")
+    >>> a.fd is None, a.done
+    (True, False)
+    >>> a.detach(); a.done
     True
     """
 
-    __slots__ = ("detach", "fd", "record", "via")
+    __slots__ = ("_detach", "_lock", "done", "fd", "record", "via")
 
     def __init__(self, detach: Detach, *, via: str, fd: int | None = None,
                  record: tuple[int, int, str] | None = None) -> None:
-        self.detach = detach
+        self._detach = detach
+        self._lock = threading.Lock()
         self.via = via
         self.fd = fd
         self.record = record
+        self.done = False
+
+    def detach(self) -> None:
+        """Undo the attach once; raises what the undo raises (then it is not ``done``)."""
+        with self._lock:
+            if not self.done:
+                self._detach()
+                self.done = True
+                self.fd = None
+
 
 _INSTALL_HINT = (
     "bcc's Python module is not importable: install it from the distribution "
@@ -441,6 +463,188 @@ def attach_uprobe(
             raise AttachError(f"detaching {what} failed: {err}") from err
 
     return Attachment(detach, via="perf_event")
+
+
+# ---------------------------------------------------------------- uprobe groups
+
+#: How a group attaches its uprobes (:func:`attach_uprobe_batch`): ``"auto"`` (one
+#: uprobe_multi link per batch where the kernel has them, 6.6+, else one perf event per
+#: probe) or ``"perf_event"`` (one perf event per probe on every kernel). Overridden by the
+#: ``EBPFHOOKS_UPROBE_ATTACH`` environment variable.
+UPROBE_ATTACH_MODES = ("auto", "perf_event")
+
+
+def uprobe_attach_mode() -> str:
+    """The uprobe group attach mechanism in force (``EBPFHOOKS_UPROBE_ATTACH``, default
+    ``auto``); raises :class:`AttachError` for an unknown value."""
+    mode = os.environ.get("EBPFHOOKS_UPROBE_ATTACH", "auto").strip().lower() or "auto"
+    if mode not in UPROBE_ATTACH_MODES:
+        raise AttachError(
+            f"EBPFHOOKS_UPROBE_ATTACH={mode!r} is not one of {', '.join(UPROBE_ATTACH_MODES)}; "
+            "unset it to let ebpfhooks choose (uprobe_multi links on kernels >= 6.6)"
+        )
+    return mode
+
+
+#: What :func:`attach_uprobe_batch` gives for each hook: its attachment and the cookie the
+#: kernel got for it (None: attached without one), or the error that stopped it.
+UprobeOutcome = tuple[Attachment, int | None] | Exception
+
+
+def _feature_yes(name: str) -> bool:
+    from ebpfhooks.kernel import features
+    from ebpfhooks.kernel.features import FeatureStatus
+
+    return bool(getattr(features, name)().status is FeatureStatus.YES)
+
+
+def attach_uprobe_batch(
+    bpf: Any,
+    fn_name: str,
+    path: str,
+    offsets: list[int],
+    cookies: list[int],
+    *,
+    pid: int | None,
+    ret: bool,
+    whats: list[str],
+    fatal: Callable[[Exception], bool] = bool,
+) -> list[UprobeOutcome]:
+    """Attach ``fn_name`` at each file offset of ``path`` (one hook each, in order).
+
+    Two or more offsets on a kernel with uprobe_multi links (6.6+,
+    :func:`ebpfhooks.kernel.features.uprobe_multi`, cached) take ONE link: the function is
+    loaded again as a KPROBE program with expected attach type ``BPF_TRACE_UPROBE_MULTI``
+    (bcc's loaded copy cannot be linked so: bcc caches functions by name, without the
+    attach type) and linked with ``cookies[i]`` at ``offsets[i]``; every hook's outcome is
+    then the same :class:`Attachment` (via ``"uprobe_multi"``, ``fd`` the link), which
+    closes the link and the program on ``detach()``. Otherwise, or when that link is
+    refused with an error for which ``fatal(err)`` is false, each offset gets its own perf
+    event: through a ``BPF_PERF_EVENT`` link carrying its cookie where the kernel has them
+    (5.15+, via ``"perf_link"``), else bcc's way without a cookie (:func:`attach_uprobe`).
+
+    ``whats[i]`` names hook ``i`` in errors. An error for which ``fatal(err)`` is true
+    (by default: any) undoes what this call attached and is raised; any other takes the
+    hook's place in the result.
+
+    >>> attach_uprobe_batch(bpf, "on_call", "/usr/bin/bash", [0x8d6e0, 0x8d7a0], [0, 1],
+    ...                     pid=None, ret=False, whats=["a", "b"])  # doctest: +SKIP
+
+    Minimum kernel: 6.6 for one link, 5.15 for cookies on perf events, 4.17 otherwise.
+    """
+    if not len(offsets) == len(cookies) == len(whats):
+        raise ValueError("attach_uprobe_batch: offsets, cookies and whats differ in length")
+    mode = uprobe_attach_mode()
+    if len(offsets) >= 2 and mode == "auto" and _feature_yes("uprobe_multi"):
+        shared = _attach_uprobe_multi(bpf, fn_name, path, offsets, cookies, pid=pid, ret=ret,
+                                      what=_batch_what(whats, path, pid, ret), fatal=fatal)
+        if shared is not None:
+            return [(shared, cookie) for cookie in cookies]
+    with_cookies = _feature_yes("perf_link")
+    out: list[UprobeOutcome] = []
+    made: list[Attachment] = []
+    try:
+        for offset, cookie, what in zip(offsets, cookies, whats, strict=True):
+            try:
+                if with_cookies:
+                    attachment, given = attach_uprobe_cookie(bpf, fn_name, path, offset, cookie,
+                                                             pid=pid, ret=ret, what=what)
+                else:
+                    attachment = attach_uprobe(bpf, fn_name, path, offset, pid=pid, ret=ret,
+                                               what=what)
+                    given = None
+            except EbpfHooksError as err:
+                if fatal(err):
+                    raise
+                out.append(err)
+                continue
+            made.append(attachment)
+            out.append((attachment, given))
+    except BaseException:
+        for attachment in reversed(made):  # all or nothing: undo this batch
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                attachment.detach()
+        raise
+    return out
+
+
+def _batch_what(whats: list[str], path: str, pid: int | None, ret: bool) -> str:
+    n = len(whats)
+    kind = "uretprobes" if ret else "uprobes"
+    where = f"{path}" + (f" in pid {pid}" if pid is not None else "")
+    shown = ", ".join(whats) if n <= 2 else f"{whats[0]}, ..., {whats[-1]}"
+    return f"{n} {kind} on {where} ({shown})"
+
+
+def _attach_uprobe_multi(
+    bpf: Any, fn_name: str, path: str, offsets: list[int], cookies: list[int], *,
+    pid: int | None, ret: bool, what: str, fatal: Callable[[Exception], bool],
+) -> Attachment | None:
+    """One uprobe_multi link for all ``offsets``, or None when the per-probe path should
+    decide (the multi copy of the program does not load, or the link is refused with a
+    non-fatal error)."""
+    try:
+        insns, license = compiled_insns(bpf, fn_name)
+        prog = bpfsys.prog_load(bpfsys.BPF_PROG_TYPE_KPROBE, insns, license=license,
+                                name=fn_name[:15],
+                                expected_attach_type=bpfsys.BPF_TRACE_UPROBE_MULTI,
+                                what=f"loading {fn_name!r} for {what}")
+    except HookPermissionError:
+        raise
+    except EbpfHooksError:
+        # not a real bcc module, a closed one, or a program the verifier refuses: the
+        # per-probe path loads it through bcc, which says what is wrong in today's words
+        return None
+    try:
+        link = bpfsys.uprobe_multi(prog, path, offsets, cookies=cookies, retprobe=ret, pid=pid,
+                                   what=what)
+    except EbpfHooksError as err:
+        os.close(prog)
+        if fatal(err) and not isinstance(err, NotSupportedError):
+            raise
+        return None
+    except BaseException:
+        os.close(prog)
+        raise
+
+    def detach() -> None:
+        try:
+            os.close(link)  # the kernel removes every uprobe of the link at once
+        finally:
+            os.close(prog)
+
+    return Attachment(detach, via="uprobe_multi", fd=link)
+
+
+def attach_uprobe_cookie(
+    bpf: Any, fn_name: str, path: str, file_offset: int, cookie: int, *,
+    pid: int | None, ret: bool, what: str,
+) -> tuple[Attachment, int | None]:
+    """One uprobe whose program reads ``cookie`` with ``bpf_get_attach_cookie(ctx)``.
+
+    The perf event of the uprobe PMU gets bcc's loaded copy of ``fn_name`` through a
+    ``BPF_PERF_EVENT`` link carrying the cookie (:func:`ebpfhooks.bpfsys.perf_uprobe`);
+    the link holds the perf event, so one fd (``Attachment.fd``, the link) holds the
+    probe. Where the kernel cannot (no uprobe PMU, no perf links: before 5.15), the probe
+    is attached as :func:`attach_uprobe` does and the cookie is None.
+
+    >>> attachment, cookie = attach_uprobe_cookie(bpf, "on_call", "/usr/bin/bash",
+    ...                                           0x8d6e0, 7, pid=None, ret=False,
+    ...                                           what="uprobe:/usr/bin/bash:readline")
+    ... # doctest: +SKIP
+
+    Minimum kernel: 5.15 (4.17 without the cookie).
+    """
+    fn = _load_func(bpf, fn_name, "KPROBE", what)
+    try:
+        probe = bpfsys.perf_uprobe(fn.fd, path, file_offset, retprobe=ret, pid=pid,
+                                   cookie=cookie, what=f"attaching {what}")
+    except NotSupportedError:
+        return attach_uprobe(bpf, fn_name, path, file_offset, pid=pid, ret=ret, what=what), None
+    if probe.perf_fd is not None and probe.link_fd is not None:
+        os.close(probe.perf_fd)  # the link holds a reference to the perf event
+        probe.perf_fd = None
+    return Attachment(probe.close, via="perf_link", fd=probe.link_fd), cookie
 
 
 # ---------------------------------------------------------------- tracing programs (BTF)

@@ -236,7 +236,10 @@ def attach_all(
 
     Strict by default (all or nothing). With ``optional=True`` hooks whose
     target is missing or whose kind this kernel lacks are skipped and listed
-    in ``group.skipped`` (bpftrace's ``missing_probes = warn``).
+    in ``group.skipped`` (bpftrace's ``missing_probes = warn``). Uprobes on one
+    file are attached as one batch (one uprobe_multi link on kernels 6.6+), each
+    with its index in ``hooks`` as its BPF cookie (``link.cookie``, read with
+    ``bpf_get_attach_cookie``): see :class:`ebpfhooks.LinkGroup`.
 
     >>> group = attach_all(["t:sched:sched_switch", "kprobe:nope"], bpf, "fn",
     ...                    optional=True)                         # doctest: +SKIP

@@ -8,9 +8,13 @@ True
 One generated C function per hook counts into a hash map keyed by (hook index,
 process id, command name); XDP and raw socket functions count packets by protocol
 (EtherType and IP protocol) instead, and let every packet through (XDP_PASS; the raw
-socket itself receives nothing). The generated source contains no text from the
-user: only hook indices and the ``pid`` filter, both Python ints. Hook names go to
-the kernel through the hooks' own (validated) attach paths.
+socket itself receives nothing). Uprobes and uretprobes share ONE function, which
+takes the hook index from the BPF cookie the group gave each of them
+(``bpf_get_attach_cookie``), so a wildcard over one binary is one uprobe_multi link
+(kernel 6.6+; a perf event per probe with its cookie from 5.15; one function per hook
+before that). The generated source contains no text from the user: only hook indices
+and the ``pid`` filter, both Python ints. Hook names go to the kernel through the
+hooks' own (validated) attach paths.
 
 Every hook is checked (privileges, kernel support, target exists) before anything
 is compiled, so errors come fast; everything attached is detached at the end, on
@@ -24,12 +28,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from ebpfhooks.errors import EbpfHooksError, SpecError
+from ebpfhooks.errors import AttachError, EbpfHooksError, SpecError
 
 if TYPE_CHECKING:
     from ebpfhooks.hooks.base import Hook
 
-__all__ = ["HookCount", "TraceSummary", "generate", "trace"]
+__all__ = ["COOKIE_FUNCTION", "COOKIE_KINDS", "HookCount", "TraceSummary", "function_name",
+           "generate", "trace"]
 
 MAX_HOOKS = 512
 _PACKET_KINDS = ("xdp", "raw_socket")
@@ -111,7 +116,24 @@ def _int(value: object, what: str, low: int, high: int) -> int:
     return value
 
 
-def generate(hooks: Sequence[Hook], pid: int | None = None) -> str:
+#: The kinds whose hooks share :data:`COOKIE_FUNCTION` when ``generate(cookies=True)``.
+COOKIE_KINDS = ("uprobe", "uretprobe")
+#: The one function counting every hook of :data:`COOKIE_KINDS` by its BPF cookie.
+COOKIE_FUNCTION = "ehk_cookie"
+
+
+def function_name(hooks: Sequence[Hook], i: int, cookies: bool) -> str:
+    """The generated function that counts ``hooks[i]``.
+
+    >>> from ebpfhooks.hooks import Tracepoint, Uprobe
+    >>> hooks = [Tracepoint("sched", "sched_switch"), Uprobe("/bin/bash", "readline")]
+    >>> function_name(hooks, 0, True), function_name(hooks, 1, True), function_name(hooks, 1, False)
+    ('ehk_h0', 'ehk_cookie', 'ehk_h1')
+    """
+    return COOKIE_FUNCTION if cookies and hooks[i].kind in COOKIE_KINDS else f"ehk_h{i}"
+
+
+def generate(hooks: Sequence[Hook], pid: int | None = None, cookies: bool = False) -> str:
     """The C source of the counting program: one function ``ehk_hN`` per hook ``N``.
 
     >>> from ebpfhooks.hooks import Tracepoint
@@ -119,14 +141,24 @@ def generate(hooks: Sequence[Hook], pid: int | None = None) -> str:
     >>> "int ehk_h0(void *ctx)" in src and "if (tgid != 42)" in src
     True
 
+    With ``cookies``, uprobes and uretprobes have no function of their own: one function,
+    ``ehk_cookie``, counts them all under the hook index it reads with
+    ``bpf_get_attach_cookie(ctx)`` (the group gives each uprobe its index as its cookie;
+    kernel 5.15+).
+
     Only ints reach the text: the hook index and ``pid`` (checked to be an int).
     """
     if pid is not None:
         _int(pid, "pid", 1, (1 << 22) - 1)
     filt = f"    if (tgid != {pid}) return 0;" if pid is not None else ""
     parts = [_PRELUDE.replace("PID_FILTER", filt)]
+    if cookies and any(hook.kind in COOKIE_KINDS for hook in hooks):
+        parts.append(f"int {COOKIE_FUNCTION}(struct pt_regs *ctx) {{\n"
+                     "    return ehk_count((u32)bpf_get_attach_cookie(ctx));\n}\n")
     for i, hook in enumerate(hooks):
         _int(i, "hook index", 0, MAX_HOOKS)
+        if cookies and hook.kind in COOKIE_KINDS:
+            continue
         if hook.kind == "xdp":
             parts.append(_XDP.format(i=i))
         elif hook.kind == "raw_socket":
@@ -250,11 +282,18 @@ def _prepare(specs: Sequence[str], include_unsupported: bool = False,
         raise SpecError(
             f"{len(hooks)} hooks match; trace attaches at most {MAX_HOOKS}",
             hint="narrow the pattern (see the matches with: ebpfhooks list 'PATTERN')")
-    for hook in hooks:  # fail fast, before compiling anything
-        hook.check_privileges()
-        hook.check_supported()
-        hook.resolve()
+    from ebpfhooks.hooks.link import check_and_resolve
+
+    check_and_resolve(hooks)  # fail fast, before compiling anything: the first error
     return hooks
+
+
+def _cookies() -> bool:
+    """Whether every uprobe of the group will carry its cookie (perf-event links, 5.15+;
+    uprobe_multi links, 6.6+, come later still)."""
+    from ebpfhooks.kernel.features import FeatureStatus, perf_link
+
+    return perf_link().status is FeatureStatus.YES
 
 
 def _read(bpf: Any, counts: list[HookCount]) -> None:
@@ -263,6 +302,8 @@ def _read(bpf: Any, counts: list[HookCount]) -> None:
         c.processes.clear()
         c.protocols.clear()
     for key, value in bpf["ehk_hits"].items():
+        if key.hook >= len(counts):
+            continue  # cannot happen: every cookie is a hook index
         c = counts[key.hook]
         n = int(value.value)
         comm = bytes(key.comm).split(b"\0", 1)[0].decode("utf-8", "replace")
@@ -318,12 +359,14 @@ def trace(
     from ebpfhooks.hooks.link import LinkGroup, Program
 
     bcc = _bcc.load()
+    cookies = _cookies()
     try:
-        bpf = bcc.BPF(text=generate(hooks, pid))
+        bpf = bcc.BPF(text=generate(hooks, pid, cookies))
     except Exception as err:
         raise _compile_error(err) from err
     counts = [HookCount(str(h), h.kind) for h in hooks]
-    group = LinkGroup()
+    programs = {h: Program(bpf, function_name(hooks, i, cookies)) for i, h in enumerate(hooks)}
+    group: LinkGroup | None = None
     old_term = signal.getsignal(signal.SIGTERM)
 
     def _term(_signum: int, _frame: object) -> None:
@@ -333,8 +376,11 @@ def trace(
     try:
         if threading_main():
             signal.signal(signal.SIGTERM, _term)
-        for i, hook in enumerate(hooks):
-            group.links.append(hook.attach(Program(bpf, f"ehk_h{i}")))
+        group = LinkGroup._attach_each(hooks, programs.__getitem__)
+        for i, link in enumerate(group.links):  # _attach_each keeps the hooks' order
+            if link.program.fn_name == COOKIE_FUNCTION and link.cookie != i:
+                raise AttachError(f"{link.hook} was attached without its BPF cookie, which "
+                                  "ebpfhooks trace counts it by; please report this")
         if on_ready is not None:
             on_ready(hooks)
         start = time.monotonic()
@@ -353,7 +399,8 @@ def trace(
         return TraceSummary(counts, time.monotonic() - start, pid)
     finally:
         try:
-            group.detach()
+            if group is not None:
+                group.detach()
         finally:
             bpf.cleanup()
             if threading_main():

@@ -45,6 +45,25 @@ def test_generate_contains_no_user_text() -> None:
     assert "if (tgid != 4242) return 0;" in src
 
 
+def test_generate_with_cookies_counts_uprobes_in_one_function() -> None:
+    """One function reads the hook index from the cookie; others keep their own."""
+    from ebpfhooks.hooks import Uretprobe
+    from ebpfhooks.trace import COOKIE_FUNCTION, function_name
+
+    hooks = [Uprobe("/bin/bash", "readline"), Tracepoint("sched", "sched_switch"),
+             Uretprobe("/bin/bash", "readline"), Uprobe("/bin/sh", "main")]
+    src = generate(hooks, cookies=True)
+    assert src.count(f"int {COOKIE_FUNCTION}(struct pt_regs *ctx)") == 1
+    assert "return ehk_count((u32)bpf_get_attach_cookie(ctx));" in src
+    assert "int ehk_h1(void *ctx)" in src
+    for i in (0, 2, 3):
+        assert f"ehk_h{i}(" not in src
+    assert [function_name(hooks, i, True) for i in range(4)] == [
+        COOKIE_FUNCTION, "ehk_h1", COOKIE_FUNCTION, COOKIE_FUNCTION]
+    assert [function_name(hooks, i, False) for i in range(4)] == [f"ehk_h{i}" for i in range(4)]
+    assert COOKIE_FUNCTION not in generate(hooks[1:2], cookies=True)  # no uprobe: no function
+
+
 def test_error_generate_pid_must_be_an_int() -> None:
     for bad in ("1; drop", 0, -1, True, 1 << 22):
         with pytest.raises(SpecError, match="pid must be an int"):

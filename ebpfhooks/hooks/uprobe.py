@@ -18,6 +18,7 @@ from ebpfhooks.names import check_path, check_user_symbol
 
 TYPE_CHECKING = False  # typing is not imported at run time (`ebpfhooks list` starts fast)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
     from typing import Any, ClassVar, Self
 
@@ -218,7 +219,8 @@ class UserProbeHook(Hook):
     by_path = True
     hooks = "user-space function"
     attach_via = ("perf_event_open on the uprobe PMU + PERF_EVENT_IOC_SET_BPF, ebpfhooks' "
-                  "own (libbcc's bpf_attach_uprobe where that is refused)")
+                  "own (libbcc's bpf_attach_uprobe where that is refused); in a group, the "
+                  "uprobes on one file are one uprobe_multi link (BPF_LINK_CREATE, 6.6+)")
     stable = False
     overhead = "very low"
     min_kernel = (4, 3)
@@ -414,6 +416,35 @@ class UserProbeHook(Hook):
             ret=self.is_return,
             what=str(self),
         )
+
+    # -- many at once (LinkGroup.attach_all) ------------------------------------------
+
+    def _batch_key(self, resolution: Resolution) -> tuple[object, ...]:
+        """Hooks of one group that can share one attach: the same kind (entry or return),
+        file and pid (the group adds: the same program)."""
+        assert isinstance(resolution, UprobeResolution)
+        return (type(self), str(resolution.path), self.pid)
+
+    @classmethod
+    def _attach_batch(cls, program: Program, hooks: Sequence[Hook],
+                      resolutions: Sequence[Resolution], cookies: Sequence[int],
+                      fatal: Callable[[Exception], bool]) -> list[Any]:
+        """Attach ``program`` to hooks of one :meth:`_batch_key`, ``cookies[i]`` for hook
+        ``i``: one uprobe_multi link where the kernel has them (6.6+), else a perf event
+        each (:func:`ebpfhooks._bcc.attach_uprobe_batch`). Each hook gets
+        ``(Attachment, cookie or None)`` or its error."""
+        from ebpfhooks import _bcc
+
+        first = hooks[0]
+        assert isinstance(first, UserProbeHook)
+        offsets = []
+        for res in resolutions:
+            assert isinstance(res, UprobeResolution)
+            offsets.append(res.file_offset)
+        path = str(resolutions[0].path)  # type: ignore[attr-defined]
+        return list(_bcc.attach_uprobe_batch(
+            program.bpf, program.fn_name, path, offsets, list(cookies), pid=first.pid,
+            ret=cls.is_return, whats=[str(h) for h in hooks], fatal=fatal))
 
 
 class Uprobe(UserProbeHook):
