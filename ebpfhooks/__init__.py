@@ -101,6 +101,7 @@ if TYPE_CHECKING:
     )
     from ebpfhooks.hooks import parse as from_spec
     from ebpfhooks.hooks.link import Link, LinkGroup, Program
+    from ebpfhooks.hooks.perf import Hardware, Interval, PerfEventResolution, Profile, Software
     from ebpfhooks.kernel.features import Feature, FeatureStatus
     from ebpfhooks.kernel.kallsyms import KSym
     from ebpfhooks.trace import HookCount, TraceSummary
@@ -116,6 +117,8 @@ _LAZY: dict[str, tuple[str, str]] = {
         "TracepointResolution", "Uprobe", "UprobeResolution", "Uretprobe", "Xdp", "XdpMode",
     )},
     **{name: ("ebpfhooks.hooks.link", name) for name in ("Link", "LinkGroup", "Program")},
+    **{name: ("ebpfhooks.hooks.perf", name) for name in (
+        "Hardware", "Interval", "PerfEventResolution", "Profile", "Software")},
     "from_spec": ("ebpfhooks.hooks", "parse"),
     **{name: ("ebpfhooks.chain", name) for name in (
         "Alternative", "Choice", "FirstOf", "NoAlternativeError", "attach_all", "first_of",
@@ -167,6 +170,7 @@ __all__ = [
     "FeatureStatus",
     "FileOffset",
     "FirstOf",
+    "Hardware",
     "Hook",
     "HookCount",
     "HookInfo",
@@ -176,6 +180,7 @@ __all__ = [
     "ImportedSymbolError",
     "InterfaceNotFoundError",
     "InterfaceResolution",
+    "Interval",
     "IpCommandError",
     "KSym",
     "KallsymsFormatError",
@@ -191,7 +196,9 @@ __all__ = [
     "NotAnElfError",
     "NotSupportedError",
     "OffsetOutOfRangeError",
+    "PerfEventResolution",
     "ProcessNotFoundError",
+    "Profile",
     "Program",
     "ProgramError",
     "ProgramTypeError",
@@ -199,6 +206,7 @@ __all__ = [
     "RawTracepoint",
     "RawTracepointResolution",
     "Resolution",
+    "Software",
     "SpecError",
     "Suggestion",
     "Symbol",
