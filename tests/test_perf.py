@@ -670,3 +670,20 @@ def test_module_is_light() -> None:
     assert out.stdout.strip() == "[]"
     assert hooks_perf.PerfEventHook.__module__ == "ebpfhooks.hooks.perf"
 
+
+def test_doctor_asks_the_kinds_own_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """perf_hardware is not one of doctor's checks: the hardware row asks it itself."""
+    from ebpfhooks import doctor
+    from ebpfhooks.kernel import features
+    from ebpfhooks.kernel.features import Feature, FeatureStatus
+
+    monkeypatch.setattr(features, "perf_hardware", lambda: Feature(
+        "perf_hardware", FeatureStatus.NO, "no hardware PMU", "use software events"))
+    monkeypatch.setattr(features, "perf_software", lambda: Feature(
+        "perf_software", FeatureStatus.YES, "ok"))
+    facts = {n: Feature(n, FeatureStatus.YES, "ok") for n in ("privileges", "bcc", "kprobes")}
+    kinds = doctor.kinds(facts)
+    assert (kinds["hardware"].status, kinds["hardware"].reason, kinds["hardware"].fix) == (
+        FeatureStatus.NO, "needs perf_hardware, which is 'no' (no hardware PMU)",
+        "use software events")
+    assert kinds["profile"].reason == "privileges, bcc, perf_software ok"
