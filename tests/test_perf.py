@@ -668,7 +668,7 @@ def test_module_is_light() -> None:
                          capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
     assert out.stdout.strip() == "[]"
-    assert hooks_perf.PerfEventHook.__module__ == "ebpfhooks.hooks.perf"
+    assert hooks_perf.PerfEventHook.__module__ == "ebpfhooks.hooks._perf"
 
 
 def test_doctor_asks_the_kinds_own_probe(monkeypatch: pytest.MonkeyPatch) -> None:
