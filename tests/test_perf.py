@@ -687,3 +687,11 @@ def test_doctor_asks_the_kinds_own_probe(monkeypatch: pytest.MonkeyPatch) -> Non
         FeatureStatus.NO, "needs perf_hardware, which is 'no' (no hardware PMU)",
         "use software events")
     assert kinds["profile"].reason == "privileges, bcc, perf_software ok"
+
+
+def test_trace_generates_a_counting_function_for_perf_events() -> None:
+    from ebpfhooks.trace import generate
+
+    src = generate([Profile("hz", 99), Software("faults", 1), Interval("s", 1)])
+    assert all(f"int ehk_h{i}(void *ctx) {{\n    return ehk_count({i});" in src
+               for i in range(3))
