@@ -104,6 +104,7 @@ if TYPE_CHECKING:
     )
     from ebpfhooks.hooks import parse as from_spec
     from ebpfhooks.hooks.link import Link, LinkGroup, Program
+    from ebpfhooks.hooks.perf import Hardware, Interval, PerfEventResolution, Profile, Software
     from ebpfhooks.hooks.usdt import usdt_args
     from ebpfhooks.kernel.features import Feature, FeatureStatus
     from ebpfhooks.kernel.kallsyms import KSym
@@ -122,6 +123,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     )},
     "usdt_args": ("ebpfhooks.hooks.usdt", "usdt_args"),
     **{name: ("ebpfhooks.hooks.link", name) for name in ("Link", "LinkGroup", "Program")},
+    **{name: ("ebpfhooks.hooks.perf", name) for name in (
+        "Hardware", "Interval", "PerfEventResolution", "Profile", "Software")},
     "from_spec": ("ebpfhooks.hooks", "parse"),
     **{name: ("ebpfhooks.chain", name) for name in (
         "Alternative", "Choice", "FirstOf", "NoAlternativeError", "attach_all", "first_of",
@@ -173,6 +176,7 @@ __all__ = [
     "FeatureStatus",
     "FileOffset",
     "FirstOf",
+    "Hardware",
     "Hook",
     "HookCount",
     "HookInfo",
@@ -182,6 +186,7 @@ __all__ = [
     "ImportedSymbolError",
     "InterfaceNotFoundError",
     "InterfaceResolution",
+    "Interval",
     "IpCommandError",
     "KSym",
     "KallsymsFormatError",
@@ -197,7 +202,9 @@ __all__ = [
     "NotAnElfError",
     "NotSupportedError",
     "OffsetOutOfRangeError",
+    "PerfEventResolution",
     "ProcessNotFoundError",
+    "Profile",
     "Program",
     "ProgramError",
     "ProgramTypeError",
@@ -205,6 +212,7 @@ __all__ = [
     "RawTracepoint",
     "RawTracepointResolution",
     "Resolution",
+    "Software",
     "SpecError",
     "Suggestion",
     "Symbol",

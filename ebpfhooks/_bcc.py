@@ -850,3 +850,32 @@ def attach_raw_socket(bpf: Any, fn_name: str, interface: str, *, what: str) -> A
 
 # ---------------------------------------------------------------- perf events
 # profile, interval, software and hardware events (issue 17)
+
+
+def attach_perf_event(
+    bpf: Any,
+    fn_name: str,
+    ev_type: int,
+    config: int,
+    *,
+    sample_period: int = 0,
+    sample_freq: int = 0,
+    pid: int | None = None,
+    cpus: tuple[int, ...] | None = None,
+    what: str,
+) -> Attachment:
+    """Load ``fn_name`` as a ``PERF_EVENT`` program and run it on a perf event per CPU.
+
+    What bcc's ``attach_perf_event`` does, through :func:`ebpfhooks.bpfsys.perf_event_attach`:
+    the events are this attachment's own (bcc's would share one slot per event type and
+    config, so a ``profile`` and an ``interval`` hook of one module would overwrite each
+    other, and a CPU failing half-way would leave the CPUs before it attached); all are
+    opened or none, and ``detach`` closes every one.
+
+    >>> att = attach_perf_event(bpf, "on_sample", 1, 0, sample_freq=49,  # doctest: +SKIP
+    ...                         what="profile:hz:49")
+    """
+    fn = _load_func(bpf, fn_name, "PERF_EVENT", what)
+    events = bpfsys.perf_event_attach(fn.fd, ev_type, config, sample_period=sample_period,
+                                      sample_freq=sample_freq, pid=pid, cpus=cpus, what=what)
+    return Attachment(events.close, via="perf_event")

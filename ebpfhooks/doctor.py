@@ -137,12 +137,14 @@ def kinds(facts: dict[str, Feature] | None = None) -> dict[str, Feature]:
     for cls in KINDS:
         kind = cls.kind
         needs = ("privileges", "bcc", *((cls.feature,) if cls.feature else ()))
-        checks = [facts[n] for n in needs if n in facts]
+        # a kind's probe that is not one of doctor's checks is asked here (perf_hardware)
+        checks = [facts[n] if n in facts else getattr(_features, n)() for n in needs
+                  if n in facts or (n == cls.feature and hasattr(_features, n))]
         bad = next((c for c in checks if c.status is _NO), None)
         unknown = next((c for c in checks if c.status is _UNKNOWN), None)
         if bad is not None:
-            out[kind] = Feature(kind, _NO, f"needs {bad.name}, which is 'no' (see above)",
-                                bad.fix)
+            seen = "(see above)" if bad.name in facts else f"({bad.reason})"
+            out[kind] = Feature(kind, _NO, f"needs {bad.name}, which is 'no' {seen}", bad.fix)
         elif unknown is not None:
             out[kind] = Feature(kind, _UNKNOWN,
                                 f"needs {unknown.name}, which could not be checked", unknown.fix)

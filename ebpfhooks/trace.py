@@ -164,7 +164,7 @@ def generate(hooks: Sequence[Hook], pid: int | None = None, cookies: bool = Fals
         elif hook.kind == "raw_socket":
             parts.append(_SOCKET.format(i=i))
         else:
-            ctx = _CONTEXT[hook.kind]
+            ctx = _CONTEXT.get(hook.kind, "void *ctx")  # perf events: bpf_perf_event_data
             parts.append(f"int ehk_h{i}({ctx}) {{\n    return ehk_count({i});\n}}\n")
     return "\n".join(parts)
 

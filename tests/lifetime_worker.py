@@ -2,7 +2,7 @@
 
 Usage: lifetime_worker.py PREFIX IFACE TARGET ENDING [XDP_VIA]
 
-Compiles programs named PREFIX_<kind>, attaches tracepoint, raw tracepoint,
+Compiles programs named PREFIX_<kind>, attaches tracepoint, raw tracepoint, profile,
 uprobe, uretprobe, raw socket and XDP (and kprobe/kretprobe where the kernel has
 them) inside ``with LinkGroup``, prints ``attached`` and then ends as ENDING says:
 
@@ -32,10 +32,10 @@ from ebpfhooks.kernel import features
 from ebpfhooks.kernel.features import FeatureStatus
 
 N = 20
-KINDS = ["tp", "rt", "up", "ur", "sock", "xdp", "kp", "kr"]
+KINDS = ["tp", "rt", "up", "ur", "sock", "xdp", "kp", "kr", "pe"]
 
 SOURCE = """
-BPF_ARRAY(counts, u64, 8);
+BPF_ARRAY(counts, u64, 9);
 static inline void bump(int i) { u64 *v = counts.lookup(&i); if (v) __sync_fetch_and_add(v, 1); }
 static inline int mine(void) { return (bpf_get_current_pid_tgid() >> 32) == MYPID; }
 int PFX_tp(void *ctx) { if (mine()) bump(0); return 0; }
@@ -47,6 +47,7 @@ int PFX_sock(struct __sk_buff *skb) { if (load_half(skb, 12) == 0x88b5) bump(4);
 int PFX_xdp(struct xdp_md *ctx) { bump(5); return XDP_PASS; }
 int PFX_kp(struct pt_regs *ctx) { if (mine()) bump(6); return 0; }
 int PFX_kr(struct pt_regs *ctx) { if (mine()) bump(7); return 0; }
+int PFX_pe(void *ctx) { bump(8); return 0; }
 """
 
 
@@ -61,6 +62,7 @@ def main() -> None:
         "up": f"uprobe:{target}:ehk_target",
         "ur": f"uretprobe:{target}:ehk_ret",
         "sock": f"raw_socket:{iface}",
+        "pe": "profile:hz:49",
     }
     if features.kprobes().status is FeatureStatus.YES:
         specs["kp"] = "kprobe:__x64_sys_getppid"

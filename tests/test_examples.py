@@ -347,6 +347,41 @@ def test_syscount_counts_a_known_process(live: None, uprobe_target: Path, parsed
     assert re.fullmatch(r"\d+ syscalls by \d+ processes", run.lines[-1])
 
 
+BUSY = """
+import ctypes, sys
+ctypes.CDLL(None).prctl(15, b"ehk-busy", 0, 0, 0)   # PR_SET_NAME: the comm to look for
+print("busy", flush=True)
+while True:
+    pass
+"""
+
+
+def test_profile_top_finds_a_busy_process(live: None) -> None:
+    busy = subprocess.Popen([sys.executable, "-c", BUSY], stdout=subprocess.PIPE, text=True)
+    _started.append(busy)
+    try:
+        assert busy.stdout is not None and busy.stdout.readline() == "busy\n"
+        run = Run("profile_top.py", "--duration", "3", "--top", "20")
+        from ebpfhooks.kernel.pmu import online_cpus
+
+        assert run.attached() == (f"attached profile:hz:49 on {len(online_cpus())} CPUs: "
+                                  "sampling for 3 s")
+        assert run.finish() == 0, run.stderr
+    finally:
+        busy.kill()
+        busy.wait()
+    assert run.lines[1].split() == ["PID", "COMM", "SAMPLES", "CPU%"]
+    rows = {int(line.split()[0]): line.split()[1:] for line in run.lines[2:-1]}
+    assert 0 < len(rows) <= 20
+    comm, samples, share = rows[busy.pid]
+    # it ran all along: a good part of 3 s x 49 Hz, however busy the machine is
+    assert comm == "ehk-busy" and 10 <= int(samples) <= 3 * 49 * 1.5, rows[busy.pid]
+    assert 0 < float(share) <= 150
+    m = re.fullmatch(r"(\d+) samples on (\d+) CPUs in ([\d.]+) s \(49 Hz\)", run.lines[-1])
+    assert m is not None, run.lines[-1]
+    assert sum(int(r[1]) for r in rows.values()) <= int(m.group(1))
+
+
 def _ipv4_frame(dst_mac: str, src_mac: str, proto: int, payload: bytes) -> bytes:
     """An Ethernet frame carrying an IPv4 packet of protocol ``proto`` (checksum left 0)."""
     total = 20 + len(payload)

@@ -61,6 +61,7 @@ int PFX_kr(struct pt_regs *ctx) { return 0; }
 int PFX_sock(struct __sk_buff *skb) { return 0; }
 int PFX_xdp(struct xdp_md *ctx) { return XDP_PASS; }
 int PFX_xdn(struct xdp_md *ctx) { return XDP_PASS; }
+int PFX_pe(void *ctx) { return 0; }
 """
 #: Each detach of a perf-event hook waits for an RCU grace period in the kernel (tens of
 #: ms), so the cycles of one kind run in WORKERS threads, each with its own BPF object
@@ -90,6 +91,7 @@ def _cycle_specs(a: str, b: str, target: Path) -> dict[str, tuple[str, str | Non
         "sock": (f"raw_socket:{a}", None),
         "xdp": (f"xdp:{a}:skb", "link"),
         "xdn": (f"xdp:{b}:skb", "netlink"),
+        "pe": ("profile:hz:49", None),
     }
     if features.kprobes().status is FeatureStatus.YES:
         specs["kp"] = ("kprobe:vfs_read", None)

@@ -127,6 +127,14 @@ CALLS: dict[str, tuple[str, str]] = {
                                "denied"),
     "cleanup.find(iface)": ("__import__('ebpfhooks.cleanup').cleanup.find(interfaces=['lo'])",
                             "denied"),
+    # perf events: sysfs and /proc answer anyone; attaching needs CAP_PERFMON and CAP_BPF
+    "Profile.resolve": ("str(Profile('hz', 99).resolve())", "answer"),
+    "Interval.resolve": ("str(Interval('s', 1).resolve())", "answer"),
+    "Software.resolve": ("str(Software('faults', pid=1).resolve())", "answer"),
+    "info(hardware)": ("str(info('hardware:cycles'))", "answer"),
+    "list_hooks(software)": ("list_hooks('software:*')", "answer"),
+    "profile.attach": ("Profile('hz', 99).attach(Program(BPF, 'f'))", "denied"),
+    "hardware.attach": ("Hardware('cycles').attach(Program(BPF, 'f'))", "denied"),
 }
 
 #: Every public name and the cases that exercise it (classes of values and errors are
@@ -149,6 +157,9 @@ COVERS: dict[str, list[str]] = {
     "expand": ["expand(tracepoint)", "expand(word)", "HookSet.attach", "HookSet.resolve"],
     "info": [c for c in CALLS if c.startswith("info")], "suggest": ["suggest"],
     "kallsyms": ["kallsyms"], "features": ["features"],
+    "Profile": ["Profile.resolve", "profile.attach"], "Interval": ["Interval.resolve"],
+    "Software": ["Software.resolve", "list_hooks(software)"],
+    "Hardware": ["info(hardware)", "hardware.attach"],
 }
 PURE = {"KINDS", "Address", "FileOffset", "Symbol", "XdpMode", "__version__",
         *(n for n in ebpfhooks.__all__ if n.endswith("Error"))}

@@ -145,6 +145,8 @@ def test_seed_facts_are_class_data() -> None:
         "uretprobe": ("attach_uretprobe", False, "very low"),
         "raw_socket": ("attach_raw_socket", True, "very low"),
         "usdt": ("USDT.enable_probe", True, "very low"),
+        **{k: ("attach_perf_event", True, "low")
+           for k in ("profile", "interval", "software", "hardware")},
     }
     for cls in ebpfhooks.KINDS:
         assert cls.hooks and cls.fires and cls.min_kernel > (3, 0)
@@ -177,7 +179,7 @@ def test_error_unknown_kind_suggests_closest() -> None:
         "    kprob:vfs_read\n"
         "    ^~~~~\n"
         "did you mean 'kprobe'? kinds: kprobe, kretprobe, tracepoint, rawtracepoint, "
-        "xdp, uprobe, uretprobe, raw_socket, usdt"
+        "xdp, uprobe, uretprobe, raw_socket, usdt, profile, interval, software, hardware"
     )
 
 

@@ -23,6 +23,9 @@ What is here:
 * :func:`perf_uprobe` (one uprobe as a perf event of the ``uprobe`` PMU, with a USDT
   semaphore offset and, through a ``BPF_PERF_EVENT`` link, a BPF cookie) and
   :func:`uprobe_opener`, the same call in the shape ebpfhooks' bcc adapter uses,
+* :func:`perf_event_open` (one sampling event of any PMU: software events, hardware
+  counters) and :func:`perf_event_attach` (a ``PERF_EVENT`` program on one such event
+  per CPU, owned by a :class:`PerfEvents`),
 * :func:`btf_obj_fd` (the fd of a kernel BTF object, vmlinux's or a module's, which
   ``attach_btf_obj_fd`` of a module function's fentry needs),
 * :func:`link_create_fn`, the XDP adapter's ``bpf_link_create``.
@@ -84,7 +87,16 @@ from ebpfhooks.bpfsys.bpf import (
 from ebpfhooks.bpfsys.bpf import log_tail as log_tail
 from ebpfhooks.bpfsys.multi import MAX_UPROBE_MULTI_CNT as MAX_UPROBE_MULTI_CNT
 from ebpfhooks.bpfsys.multi import uprobe_multi
-from ebpfhooks.bpfsys.perf import PerfUprobe, perf_uprobe, uprobe_opener
+from ebpfhooks.bpfsys.perf import (
+    PERF_TYPE_HARDWARE,
+    PERF_TYPE_SOFTWARE,
+    PerfEvents,
+    PerfUprobe,
+    perf_event_attach,
+    perf_event_open,
+    perf_uprobe,
+    uprobe_opener,
+)
 
 __all__ = [
     "BPF_F_UPROBE_MULTI_RETURN",
@@ -104,15 +116,20 @@ __all__ = [
     "BPF_TRACE_RAW_TP",
     "BPF_TRACE_UPROBE_MULTI",
     "BPF_XDP",
+    "PERF_TYPE_HARDWARE",
+    "PERF_TYPE_SOFTWARE",
     "BtfInfo",
     "LinkCreateAttr",
     "PerfEventAttr",
+    "PerfEvents",
     "PerfUprobe",
     "ProgLoadAttr",
     "RawTracepointOpenAttr",
     "btf_obj_fd",
     "link_create",
     "link_create_fn",
+    "perf_event_attach",
+    "perf_event_open",
     "perf_uprobe",
     "prog_load",
     "raw_tracepoint_open",

@@ -1,4 +1,4 @@
-"""perf_event_open(2) and the ``uprobe`` PMU: one uprobe as one perf event.
+"""perf_event_open(2): the ``uprobe`` PMU, and software and hardware events.
 
 :func:`perf_uprobe` makes one uprobe as a perf event of the ``uprobe`` PMU (with a USDT
 semaphore offset and, through a ``BPF_PERF_EVENT`` link, a BPF cookie) and returns a
@@ -8,6 +8,14 @@ ebpfhooks' bcc adapter uses::
     from ebpfhooks import bpfsys
     with bpfsys.perf_uprobe(prog, "/usr/bin/bash", 0x8d6e0, cookie=7):
         ...
+
+:func:`perf_event_open` opens one sampling event of any PMU (software events such as
+cpu-clock and page-faults, hardware counters); :func:`perf_event_attach` puts a
+``PERF_EVENT`` program on one such event per CPU (or one following a process) and
+returns a :class:`PerfEvents` owning every fd::
+
+    with bpfsys.perf_event_attach(prog, bpfsys.PERF_TYPE_SOFTWARE, 0, sample_freq=99):
+        ...   # the program runs 99 times a second on every CPU
 
 ``_perf_event_open`` and ``_ioctl`` are the paths to the syscalls: tests replace them.
 """
@@ -19,11 +27,19 @@ import errno as _errno
 import os
 import platform
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ebpfhooks.bpfsys._attr import BPF_PERF_EVENT, PerfEventAttr
-from ebpfhooks.bpfsys.bpf import _libc, _link_error, link_create
+from ebpfhooks.bpfsys._attr import BPF_PERF_EVENT, BPF_PROG_TYPE_PERF_EVENT, PerfEventAttr
+from ebpfhooks.bpfsys.bpf import (
+    CAPS_TRACING,
+    _libc,
+    _link_error,
+    _missing_caps,
+    _permission,
+    _strerror,
+    link_create,
+)
 from ebpfhooks.errors import (
     AttachError,
     BinaryNotFoundError,
@@ -32,12 +48,14 @@ from ebpfhooks.errors import (
     SpecError,
 )
 
-__all__ = ["PerfUprobe", "perf_uprobe", "uprobe_opener"]
+__all__ = ["PERF_TYPE_HARDWARE", "PERF_TYPE_SOFTWARE", "PerfEvents", "PerfUprobe",
+           "perf_event_attach", "perf_event_open", "perf_uprobe", "uprobe_opener"]
 
 #: perf_event_open(2) numbers, on the machines whose ioctl numbers are asm-generic's.
 _NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "s390x": 331}
 
 _PERF_EVENT_IOC_ENABLE = 0x2400  # _IO('$', 0)
+_PERF_EVENT_IOC_DISABLE = 0x2401  # _IO('$', 1)
 _PERF_EVENT_IOC_SET_BPF = 0x40042408  # _IOW('$', 8, __u32)
 _PERF_FLAG_FD_CLOEXEC = 8
 
@@ -304,3 +322,223 @@ def perf_uprobe(
     except BaseException:
         os.close(perf)
         raise
+
+
+# --------------------------------------------------------------------------- any PMU
+
+#: ``perf_event_attr.type`` of the generic events (``enum perf_type_id``): hardware
+#: counters (served by the CPU PMU) and software events (the ``software`` PMU).
+PERF_TYPE_HARDWARE = 0
+PERF_TYPE_SOFTWARE = 1
+
+# bits of perf_event_attr's flag word (uapi/linux/perf_event.h)
+_ATTR_DISABLED = 1 << 0
+_ATTR_INHERIT = 1 << 1
+_ATTR_FREQ = 1 << 10
+
+
+def _int_in(value: object, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def _open_error(what: str, code: int, *, pid: int | None, cpu: int | None,
+                sample_freq: int) -> Exception:
+    """perf_event_open(2)'s errno as a typed error (its errno meanings: perf_event_open(2))."""
+    if code in (_errno.EACCES, _errno.EPERM):
+        missing = _missing_caps(BPF_PROG_TYPE_PERF_EVENT) or "CAP_PERFMON"
+        return _permission(what, code, missing, CAPS_TRACING + (
+            "; without them kernel.perf_event_paranoid decides" if pid is not None else
+            " (events of every process on a CPU need CAP_PERFMON)"))
+    if code == _errno.ESRCH and pid is not None:
+        return ProcessNotFoundError(str(pid), where="this pid namespace (perf_event_open "
+                                    "gave ESRCH)")
+    if code == _errno.ENOENT:
+        # the type or config is not one this kernel (or its PMU) knows
+        return NotSupportedError(f"{what}: the kernel has no such perf event "
+                                 f"({_strerror(code)})", missing=f"the perf event of {what}")
+    if code == _errno.EOPNOTSUPP:
+        # the PMU counts the event but cannot interrupt on overflow: no sampling
+        return NotSupportedError(f"{what}: the PMU cannot sample this event (no overflow "
+                                 f"interrupt; {_strerror(code)}); many virtual PMUs only "
+                                 "count", missing=f"a PMU that samples {what}")
+    if cpu is not None and code in (_errno.ENODEV, _errno.EINVAL):
+        from ebpfhooks.kernel.pmu import online_cpus
+
+        # an offline CPU gives ENODEV; one past nr_cpu_ids, EINVAL
+        if code == _errno.ENODEV or cpu not in online_cpus():
+            return AttachError(f"the kernel refused {what}: CPU {cpu} is not online "
+                               f"({_strerror(code)}); see /sys/devices/system/cpu/online",
+                               errno=code)
+    if code == _errno.EINVAL and sample_freq:
+        from ebpfhooks.kernel.pmu import max_sample_rate
+
+        limit = max_sample_rate()
+        if limit is not None and sample_freq > limit:
+            return AttachError(
+                f"the kernel refused {what}: {sample_freq} Hz is above "
+                f"kernel.perf_event_max_sample_rate ({limit}; the kernel lowers it by itself "
+                f"when sampling interrupts take too long): sample at {limit} Hz or less",
+                errno=code)
+    return _link_error(what, code, "check the event's type, config and sample period")
+
+
+def perf_event_open(
+    ev_type: int,
+    config: int,
+    *,
+    sample_period: int = 0,
+    sample_freq: int = 0,
+    pid: int | None = None,
+    cpu: int | None = None,
+    what: str | None = None,
+) -> int:
+    """Open one sampling perf event, disabled; return its fd (the caller owns and closes it).
+
+    ``ev_type`` is a PMU's type (:data:`PERF_TYPE_SOFTWARE`, :data:`PERF_TYPE_HARDWARE`,
+    or a sysfs ``type``), ``config`` the event. Exactly one of ``sample_period`` (an
+    overflow every N events, or N ns for the clocks) and ``sample_freq`` (N overflows a
+    second, the kernel adjusting the period) is given. ``pid`` follows that thread (and
+    the threads and processes it starts afterwards: ``inherit``, as bcc and bpftrace
+    do) on ``cpu`` or any CPU; without ``pid`` the event counts every process on
+    ``cpu``, which must then be given.
+
+    >>> fd = perf_event_open(PERF_TYPE_SOFTWARE, 2, sample_period=1, pid=1234)  # doctest: +SKIP
+
+    Minimum kernel: 2.6.31 (BPF programs on perf events: 4.9).
+
+    Raises:
+        SpecError: arguments out of range (the event needs a CPU, or a pid).
+        NotSupportedError: the kernel or PMU has no such event (ENOENT), or cannot
+            sample it (EOPNOTSUPP).
+        ProcessNotFoundError: no thread ``pid``.
+        HookPermissionError: not privileged.
+        AttachError: any other refusal (an offline CPU, a rate above
+            ``kernel.perf_event_max_sample_rate``), with the errno.
+    """
+    what = what or f"perf event type {ev_type} config {config}"
+    if not _int_in(ev_type, 0, 0xFFFFFFFF) or not _int_in(config, 0, _U64_MAX):
+        raise SpecError(f"{what}: type {ev_type!r} and config {config!r} must be ints "
+                        "(u32, u64)")
+    if not _int_in(sample_period, 0, (1 << 63) - 1) or not _int_in(sample_freq, 0,
+                                                                    (1 << 63) - 1):
+        raise SpecError(f"{what}: sample_period {sample_period!r} and sample_freq "
+                        f"{sample_freq!r} must be non-negative ints below 2**63")
+    if bool(sample_period) == bool(sample_freq):
+        raise SpecError(f"{what}: give exactly one of sample_period and sample_freq "
+                        f"(got {sample_period} and {sample_freq})")
+    if pid is not None and not _int_in(pid, 1, (1 << 31) - 1):
+        raise SpecError(f"{what}: pid must be a positive int, got {pid!r}")
+    if cpu is not None and not _int_in(cpu, 0, (1 << 31) - 1):
+        raise SpecError(f"{what}: cpu must be a non-negative int, got {cpu!r}")
+    if pid is None and cpu is None:
+        raise SpecError(f"{what}: an event of every process needs a CPU (cpu=N); or give "
+                        "a pid to follow one process on any CPU")
+    flags = _ATTR_DISABLED | (_ATTR_INHERIT if pid is not None else 0)
+    attr = PerfEventAttr(type=ev_type, size=ctypes.sizeof(PerfEventAttr), config=config,
+                         flags=flags | (_ATTR_FREQ if sample_freq else 0),
+                         sample_period=sample_freq or sample_period)
+    fd = _perf_event_open(attr, -1 if pid is None else pid, -1 if cpu is None else cpu)
+    if fd < 0:
+        raise _open_error(what, -fd, pid=pid, cpu=cpu, sample_freq=sample_freq)
+    return fd
+
+
+class PerfEvents:
+    """Perf events that carry one BPF program, owning their fds; :meth:`close` detaches.
+
+    ``fds`` are the events' fds, one per CPU (or one that follows a process). Closing
+    disables and closes every one of them (the program stops firing at once) and may be
+    called twice; it is a context manager. The fds also close when the process dies.
+    """
+
+    def __init__(self, fds: Sequence[int] = (), cpus: Sequence[int | None] = ()) -> None:
+        self.fds: list[int] = list(fds)
+        #: The CPU of each event (None: the event follows its process on any CPU).
+        self.cpus: list[int | None] = list(cpus)
+
+    def close(self) -> None:
+        """Disable and close every event; the first close error is raised after all."""
+        fds, self.fds, self.cpus = self.fds, [], []
+        first: OSError | None = None
+        for fd in fds:
+            _ioctl(fd, _PERF_EVENT_IOC_DISABLE, 0)
+            try:
+                os.close(fd)
+            except OSError as err:
+                first = first or err
+        if first is not None:
+            raise first
+
+    def __len__(self) -> int:
+        return len(self.fds)
+
+    def __enter__(self) -> PerfEvents:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PerfEvents {len(self.fds)} open>"
+
+
+def perf_event_attach(
+    prog_fd: int,
+    ev_type: int,
+    config: int,
+    *,
+    sample_period: int = 0,
+    sample_freq: int = 0,
+    pid: int | None = None,
+    cpus: Sequence[int] | None = None,
+    what: str | None = None,
+) -> PerfEvents:
+    """Run ``prog_fd`` (a ``PERF_EVENT`` program) on every overflow of a perf event.
+
+    One event per CPU of ``cpus``; without ``cpus``, one per online CPU, or with a
+    ``pid`` one event that follows that thread (and what it starts afterwards) on any
+    CPU. Every event is opened disabled and given the program
+    (``PERF_EVENT_IOC_SET_BPF``) before any is enabled, so the program runs on all or
+    none of them; if anything fails, every event opened so far is closed. The program
+    reads ``struct bpf_perf_event_data *ctx`` (the registers and the sample period).
+
+    >>> with perf_event_attach(prog_fd, PERF_TYPE_SOFTWARE, 0,  # doctest: +SKIP
+    ...                        sample_freq=49) as events:
+    ...     print(len(events), "CPUs sampled")
+
+    Minimum kernel: 4.9. The returned :class:`PerfEvents` owns the fds: close it.
+
+    Raises what :func:`perf_event_open` raises, and :class:`AttachError` when the
+    kernel refuses the program on the event (not a ``PERF_EVENT`` program: EINVAL).
+    """
+    what = what or f"perf event type {ev_type} config {config}"
+    if cpus is None:
+        if pid is not None:
+            chosen: list[int | None] = [None]
+        else:
+            from ebpfhooks.kernel.pmu import online_cpus
+
+            chosen = list(online_cpus())
+    else:
+        chosen = list(cpus)
+    events = PerfEvents()
+    try:
+        for cpu in chosen:
+            fd = perf_event_open(ev_type, config, sample_period=sample_period,
+                                 sample_freq=sample_freq, pid=pid, cpu=cpu,
+                                 what=what if cpu is None else f"{what} on CPU {cpu}")
+            events.fds.append(fd)
+            events.cpus.append(cpu)
+            code = -_ioctl(fd, _PERF_EVENT_IOC_SET_BPF, prog_fd)
+            if code:
+                raise _link_error(f"{what}: setting the BPF program on the perf event", code,
+                                  "a perf event takes a PERF_EVENT program "
+                                  "(struct bpf_perf_event_data *ctx)")
+        for fd in events.fds:
+            code = -_ioctl(fd, _PERF_EVENT_IOC_ENABLE, 0)
+            if code:
+                raise _link_error(f"{what}: enabling the perf event", code)
+    except BaseException:
+        events.close()
+        raise
+    return events

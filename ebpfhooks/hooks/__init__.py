@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from ebpfhooks.hooks.base import Hook, Pattern, Resolution
 from ebpfhooks.hooks.kprobe import Kprobe, KprobeResolution, Kretprobe
+from ebpfhooks.hooks.perf import Hardware, Interval, PerfEventResolution, Profile, Software
 from ebpfhooks.hooks.rawsocket import RawSocket
 from ebpfhooks.hooks.rawtracepoint import RawTracepoint, RawTracepointResolution
 from ebpfhooks.hooks.tracepoint import Tracepoint, TracepointResolution
@@ -37,12 +38,13 @@ from ebpfhooks.hooks.xdp import InterfaceResolution, Xdp, XdpMode
 KINDS: tuple[type[Hook], ...] = (
     Kprobe, Kretprobe, Tracepoint, RawTracepoint, Xdp, Uprobe, Uretprobe, RawSocket,
     Usdt,
+    Profile, Interval, Software, Hardware,
 )
 
 #: Kinds other tools know that ebpfhooks does not attach (a clear refusal, not a typo).
 OTHER_KINDS = frozenset({
-    "fentry", "fexit", "kfunc", "kretfunc", "f", "fr", "profile", "interval",
-    "software", "hardware", "watchpoint", "asyncwatchpoint", "begin", "end", "lsm",
+    "fentry", "fexit", "kfunc", "kretfunc", "f", "fr",
+    "watchpoint", "asyncwatchpoint", "begin", "end", "lsm",
     "ksyscall", "kretsyscall", "kprobe.multi", "kretprobe.multi", "uprobe.multi",
     "uretprobe.multi", "uprobe.s", "uretprobe.s", "fentry.s", "fexit.s", "tc", "tcx",
     "cgroup", "iter", "struct_ops", "sk_skb", "sk_msg", "perf_event", "tp_btf", "socket",
@@ -119,20 +121,25 @@ __all__ = [
     "REGISTRY",
     "Address",
     "FileOffset",
+    "Hardware",
     "Hook",
     "InterfaceResolution",
+    "Interval",
     "Kprobe",
     "KprobeResolution",
     "Kretprobe",
     "Link",
     "LinkGroup",
     "Pattern",
+    "PerfEventResolution",
+    "Profile",
     "Program",
     "RawSocket",
     "RawTracepoint",
     "RawTracepointResolution",
     "Registry",
     "Resolution",
+    "Software",
     "Symbol",
     "Tracepoint",
     "TracepointResolution",
