@@ -63,12 +63,6 @@ PID_FILTER
 }
 """
 
-_CONTEXT = {
-    "kprobe": "struct pt_regs *ctx", "kretprobe": "struct pt_regs *ctx",
-    "uprobe": "struct pt_regs *ctx", "uretprobe": "struct pt_regs *ctx",
-    "tracepoint": "void *ctx", "rawtracepoint": "struct bpf_raw_tracepoint_args *ctx",
-}
-
 _XDP = """\
 int ehk_h{i}(struct xdp_md *ctx) {{
     void *data = (void *)(long)ctx->data;
@@ -164,8 +158,8 @@ def generate(hooks: Sequence[Hook], pid: int | None = None, cookies: bool = Fals
         elif hook.kind == "raw_socket":
             parts.append(_SOCKET.format(i=i))
         else:
-            ctx = _CONTEXT.get(hook.kind, "void *ctx")  # perf events: bpf_perf_event_data
-            parts.append(f"int ehk_h{i}({ctx}) {{\n    return ehk_count({i});\n}}\n")
+            parts.append(f"int ehk_h{i}({type(hook).program_ctx}) {{\n"
+                         f"    return ehk_count({i});\n}}\n")
     return "\n".join(parts)
 
 

@@ -693,5 +693,5 @@ def test_trace_generates_a_counting_function_for_perf_events() -> None:
     from ebpfhooks.trace import generate
 
     src = generate([Profile("hz", 99), Software("faults", 1), Interval("s", 1)])
-    assert all(f"int ehk_h{i}(void *ctx) {{\n    return ehk_count({i});" in src
-               for i in range(3))
+    assert all(f"int ehk_h{i}(struct bpf_perf_event_data *ctx) {{\n"
+               f"    return ehk_count({i});" in src for i in range(3))

@@ -199,6 +199,7 @@ class PerfEventHook(Hook):
     overhead = "low"
     min_kernel = (4, 9)
     program_type = "PERF_EVENT"
+    program_ctx = "struct bpf_perf_event_data *ctx"
     feature = "perf_software"
     capabilities = caps.TRACING
     #: The perf_event_attr.type and the PMU directory that serves it.

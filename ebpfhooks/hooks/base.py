@@ -224,6 +224,8 @@ class Hook(Value):
     overhead: ClassVar[str] = ""
     min_kernel: ClassVar[tuple[int, int]] = (0, 0)
     program_type: ClassVar[str] = ""
+    #: The C parameter this kind's programs take (what ``ebpfhooks trace`` declares).
+    program_ctx: ClassVar[str] = "void *ctx"
     #: The word bcc's own function naming uses for this kind (``kprobe__vfs_read``).
     bcc_prefix: ClassVar[str] = ""
     #: The :mod:`ebpfhooks.kernel.features` probe (or doctor check) this kind needs,

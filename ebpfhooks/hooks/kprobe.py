@@ -103,6 +103,7 @@ class KernelFunctionHook(Hook):
     overhead = "very low"
     min_kernel = (4, 1)
     program_type = "KPROBE"
+    program_ctx = "struct pt_regs *ctx"
     feature = "kprobes"
     capabilities = caps.TRACING
     is_return: ClassVar[bool] = False

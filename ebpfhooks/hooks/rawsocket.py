@@ -45,6 +45,7 @@ class RawSocket(InterfaceHook):
     overhead = "very low"
     min_kernel = (3, 19)
     program_type = "SOCKET_FILTER"
+    program_ctx = "struct __sk_buff *skb"
     capabilities = caps.RAW_SOCKET
 
     def __init__(self, interface: str) -> None:

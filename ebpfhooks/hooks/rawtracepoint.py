@@ -73,6 +73,7 @@ class RawTracepoint(Hook):
     overhead = "low"
     min_kernel = (4, 17)
     program_type = "RAW_TRACEPOINT"
+    program_ctx = "struct bpf_raw_tracepoint_args *ctx"
     feature = "raw_tracepoints"
     capabilities = caps.TRACING
 

@@ -225,6 +225,7 @@ class UserProbeHook(Hook):
     overhead = "very low"
     min_kernel = (4, 3)
     program_type = "KPROBE"
+    program_ctx = "struct pt_regs *ctx"
     feature = "uprobes"
     capabilities = caps.TRACING
     is_return: ClassVar[bool] = False

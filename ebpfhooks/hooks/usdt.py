@@ -161,6 +161,7 @@ class Usdt(Hook):
     overhead = "very low"
     min_kernel = (4, 20)
     program_type = "KPROBE"
+    program_ctx = "struct pt_regs *ctx"
     feature = "uprobes"
     capabilities = caps.TRACING
 

@@ -101,6 +101,7 @@ class Xdp(InterfaceHook):
     overhead = "very low"
     min_kernel = (4, 8)
     program_type = "XDP"
+    program_ctx = "struct xdp_md *ctx"
     feature = "xdp"
     capabilities = caps.NET
 
