@@ -113,7 +113,7 @@ def test_live_chain_kprobe_or_tracepoint(bpf: Any, counters: Counters) -> None:
 
 @pytest.mark.live
 @pytest.mark.guest
-def test_live_seed_chain_counts_opens(bpf: Any, tmp_path: Path) -> None:
+def test_live_hooks_md_chain_counts_opens(bpf: Any, tmp_path: Path) -> None:
     from bcc import BPF
 
     module = BPF(text="""

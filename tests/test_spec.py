@@ -133,7 +133,7 @@ def test_from_spec_on_a_kind_checks_the_kind() -> None:
     assert "expected a tracepoint spec, got a kprobe one" in str(err.value)
 
 
-def test_seed_facts_are_class_data() -> None:
+def test_hooks_md_facts_are_class_data() -> None:
     table = {cls.kind: (cls.bcc_entry, cls.stable, cls.overhead) for cls in ebpfhooks.KINDS}
     assert table == {
         "kprobe": ("attach_kprobe", False, "very low"),
