@@ -795,7 +795,11 @@ def _attach_xdp_netlink(fn: Any, interface: str, mode_flags: int, what: str) -> 
         raise _attach_error(what, err, CAPS_NET,
                             _xdp_mode_hint(interface, mode_flags)) from err
 
+    record = _netlink_record(fn, interface)
+
     def detach() -> None:
+        if record is not None and not _still_ours(interface, record[1]):
+            return  # replaced by someone else's program since: never remove theirs
         try:
             bcc.BPF.remove_xdp(dev, mode_flags)
         except Exception as err:
@@ -804,7 +808,20 @@ def _attach_xdp_netlink(fn: Any, interface: str, mode_flags: int, what: str) -> 
                 raise AttachError(f"detaching {what} failed: {err}",
                                   errno=code or None) from err
 
-    return Attachment(detach, via="netlink", record=_netlink_record(fn, interface))
+    return Attachment(detach, via="netlink", record=record)
+
+
+def _still_ours(interface: str, prog_id: int) -> bool:
+    """Whether ``prog_id`` is still the XDP program on ``interface`` (unknown: yes)."""
+    from ebpfhooks.errors import InterfaceNotFoundError, IpCommandError
+    from ebpfhooks.kernel.netdev import xdp_attached
+
+    try:
+        return xdp_attached(interface) == prog_id
+    except InterfaceNotFoundError:
+        return False  # the interface is gone, and its program with it
+    except IpCommandError:
+        return True  # cannot tell without ip(8): remove as bcc would
 
 
 def _netlink_record(fn: Any, interface: str) -> tuple[int, int, str] | None:

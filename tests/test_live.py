@@ -94,6 +94,27 @@ def test_xdp_refuses_to_replace_a_program_it_does_not_own(
     assert not xdp_prog_on(a)
 
 
+def test_netlink_xdp_detach_leaves_a_program_that_replaced_it(
+    bpf: Any, veth: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A netlink attach detaches only its own program: another one put there stays."""
+    from bcc import BPF
+
+    a, _ = veth
+    monkeypatch.setenv("EBPFHOOKS_XDP_ATTACH", "netlink")
+    other = BPF(text="int theirs(struct xdp_md *ctx) { return XDP_PASS; }")
+    try:
+        with Hook.from_spec(f"xdp:{a}:skb").attach(bpf, fn_name="on_xdp") as link:
+            assert link.via == "netlink"
+            BPF.remove_xdp(a, 1 << 1)  # XDP_FLAGS_SKB_MODE: someone removes ours...
+            BPF.attach_xdp(a, other.load_func("theirs", BPF.XDP), 1 << 1)  # ...puts theirs
+        assert xdp_prog_on(a)  # theirs is still there
+    finally:
+        BPF.remove_xdp(a, 1 << 1)
+        other.cleanup()
+    assert not xdp_prog_on(a)
+
+
 @pytest.mark.parametrize("via", ["link", "netlink"])
 def test_error_xdp_hw_mode_says_what_offload_needs(
     bpf: Any, veth: tuple[str, str], via: str, monkeypatch: pytest.MonkeyPatch
