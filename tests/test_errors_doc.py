@@ -125,11 +125,11 @@ def _no_bcc() -> None:
 
     saved, had = sys.modules.get("bcc"), "bcc" in sys.modules
     sys.modules["bcc"] = None  # type: ignore[assignment]
-    old, _bcc._bcc = _bcc._bcc, None
+    old, _bcc.core._bcc = _bcc.core._bcc, None
     try:
         _bcc.load()
     finally:
-        _bcc._bcc = old
+        _bcc.core._bcc = old
         if had:
             sys.modules["bcc"] = saved  # type: ignore[assignment]
         else:

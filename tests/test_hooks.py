@@ -138,8 +138,8 @@ def fake_bcc(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     FakeBPFClass.fail_with = None
     module = types.SimpleNamespace(BPF=FakeBPFClass, __version__="fake",
                                    libbcc=types.SimpleNamespace(lib=FakeLib(calls)))
-    monkeypatch.setattr(adapter, "_bcc", module)
-    monkeypatch.setattr(adapter, "_errno_now", lambda: 0)
+    monkeypatch.setattr(adapter.core, "_bcc", module)
+    monkeypatch.setattr(adapter.core, "_errno_now", lambda: 0)
     monkeypatch.setattr(features, "capabilities", lambda: frozenset({"CAP_SYS_ADMIN",
                                                                     "CAP_NET_RAW"}))
     return calls
@@ -213,7 +213,7 @@ def test_out_of_file_descriptors_says_how_to_raise_the_limit(
         fake_bcc: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    monkeypatch.setattr(adapter, "_errno_now", lambda: errno.EMFILE)
+    monkeypatch.setattr(adapter.core, "_errno_now", lambda: errno.EMFILE)
     FakeBPFClass.fail_with = Exception("Failed to attach BPF program b'x' to tracepoint")
     with pytest.raises(ebpfhooks.AttachError) as err:
         Hook.from_spec("t:syscalls:sys_enter_openat").attach(FakeBPFClass(), fn_name="x")
@@ -257,7 +257,7 @@ def test_error_program_load_says_what_happened(fake_bcc: list[Any], code: int, s
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import ctypes
 
-    monkeypatch.setattr(adapter, "_errno_now", ctypes.get_errno)  # the fake sets it
+    monkeypatch.setattr(adapter.core, "_errno_now", ctypes.get_errno)  # the fake sets it
     bpf = _FailingLoad()
     bpf.load_errno = code
     with pytest.raises(ebpfhooks.ProgramError) as err:
@@ -298,7 +298,7 @@ def test_error_kprobe_not_supported_names_the_alternative(monkeypatch: pytest.Mo
 
 
 def test_error_bcc_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(adapter, "_bcc", None)
+    monkeypatch.setattr(adapter.core, "_bcc", None)
     monkeypatch.setitem(sys.modules, "bcc", None)
     with pytest.raises(ebpfhooks.BccNotFoundError, match="apt-get install python3-bpfcc") as err:
         Hook.from_spec("t:syscalls:sys_enter_openat").attach(FakeBPFClass(), fn_name="f")

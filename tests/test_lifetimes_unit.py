@@ -70,18 +70,18 @@ def test_xdp_link_busy_is_the_never_replace_error(monkeypatch: pytest.MonkeyPatc
     class Fn:
         fd = 99
 
-    monkeypatch.setattr(_bcc, "_load_func", lambda *a: Fn())
-    monkeypatch.setattr(_bcc, "_link_create_fn", lambda: lambda *a: -16)  # EBUSY
+    monkeypatch.setattr(_bcc.net, "_load_func", lambda *a: Fn())
+    monkeypatch.setattr(_bcc.net, "_link_create_fn", lambda: lambda *a: -16)  # EBUSY
     with pytest.raises(AttachError, match="already has an XDP program; ebpfhooks never "
                                           "replaces one it does not own") as err:
         _bcc.attach_xdp(object(), "f", "v0", 2, what="xdp:v0:skb", ifindex=5, via="link")
     assert err.value.errno == 16
     calls: list[tuple[int, ...]] = []
-    monkeypatch.setattr(_bcc, "_link_create_fn",
+    monkeypatch.setattr(_bcc.net, "_link_create_fn",
                         lambda: lambda *a: calls.append(a) or 1000)
-    monkeypatch.setattr(_bcc.os, "close", lambda fd: calls.append((fd,)))
+    monkeypatch.setattr(_bcc.net.os, "close", lambda fd: calls.append((fd,)))
     att = _bcc.attach_xdp(object(), "f", "v0", 2, what="xdp:v0:skb", ifindex=5, via="link")
     assert att.via == "bpf_link" and att.fd == 1000 and att.record is None
-    assert calls == [(99, 5, _bcc.BPF_XDP, 2)]
+    assert calls == [(99, 5, _bcc.net.BPF_XDP, 2)]
     att.detach()  # closing the link's fd detaches
     assert calls[-1] == (1000,) and len(calls) == 2

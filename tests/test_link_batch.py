@@ -121,10 +121,12 @@ def kernel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Kernel]:
     class Fn:
         fd = 99
 
-    monkeypatch.setattr(adapter.os, "close", close)
-    monkeypatch.setattr(adapter, "compiled_insns", lambda bpf, fn: (b"\x95" + b"\0" * 7, "GPL"))
-    monkeypatch.setattr(adapter, "_load_func", lambda bpf, fn, prog_type, what: Fn())
-    monkeypatch.setattr(adapter, "attach_uprobe", attach_uprobe)
+    monkeypatch.setattr(adapter.uprobes.os, "close", close)
+    monkeypatch.setattr(adapter.uprobes, "compiled_insns",
+                        lambda bpf, fn: (b"\x95" + b"\0" * 7, "GPL"))
+    monkeypatch.setattr(adapter.uprobes, "_load_func", lambda bpf, fn, prog_type, what: Fn())
+    monkeypatch.setattr(adapter.uprobes, "attach_uprobe", attach_uprobe)  # in a batch
+    monkeypatch.setattr(adapter, "attach_uprobe", attach_uprobe)  # a single hook
     monkeypatch.setattr(bpfsys, "prog_load", prog_load)
     monkeypatch.setattr(bpfsys, "uprobe_multi", uprobe_multi)
     monkeypatch.setattr(bpfsys, "perf_uprobe", perf_uprobe)

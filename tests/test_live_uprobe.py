@@ -161,8 +161,8 @@ def test_uprobe_through_libbcc_when_the_direct_open_is_not_there_or_fails(
     """ebpfhooks opens uprobe perf events itself; libbcc's call is the fallback and judge."""
     from ebpfhooks import _bcc
 
-    assert _bcc._uprobe_opener() is not None  # this machine has the uprobe PMU
-    monkeypatch.setattr(_bcc, "_UPROBE_OPENER",
+    assert _bcc.uprobes._uprobe_opener() is not None  # this machine has the uprobe PMU
+    monkeypatch.setattr(_bcc.uprobes, "_UPROBE_OPENER",
                         [None if opener == "none" else (lambda *args: -1)])
     for spec in (f"uprobe:{uprobe_target}:ehk_target", f"uretprobe:{uprobe_target}:ehk_target"):
         counters.reset()

@@ -561,7 +561,7 @@ def fake_perf(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         return _Probe(calls, (prog_fd, path, offset))
 
     monkeypatch.setattr(bpfsys, "perf_uprobe", perf_uprobe)
-    monkeypatch.setattr(adapter, "_bcc", types.SimpleNamespace(BPF=types.SimpleNamespace(
+    monkeypatch.setattr(adapter.core, "_bcc", types.SimpleNamespace(BPF=types.SimpleNamespace(
         KPROBE=2)))
     monkeypatch.setattr(features, "capabilities", lambda: frozenset({"CAP_SYS_ADMIN"}))
     calls.append(fail_at)
