@@ -100,7 +100,11 @@ if TYPE_CHECKING:
         XdpMode,
     )
     from ebpfhooks.hooks import parse as from_spec
+    from ebpfhooks.hooks._btfprog import BtfResolution
+    from ebpfhooks.hooks.fentry import Fentry, Fexit
     from ebpfhooks.hooks.link import Link, LinkGroup, Program
+    from ebpfhooks.hooks.lsm import Lsm
+    from ebpfhooks.hooks.tpbtf import TpBtf
     from ebpfhooks.kernel.features import Feature, FeatureStatus
     from ebpfhooks.kernel.kallsyms import KSym
     from ebpfhooks.trace import HookCount, TraceSummary
@@ -116,6 +120,8 @@ _LAZY: dict[str, tuple[str, str]] = {
         "TracepointResolution", "Uprobe", "UprobeResolution", "Uretprobe", "Xdp", "XdpMode",
     )},
     **{name: ("ebpfhooks.hooks.link", name) for name in ("Link", "LinkGroup", "Program")},
+    **{name: ("ebpfhooks.hooks", name) for name in (
+        "BtfResolution", "Fentry", "Fexit", "Lsm", "TpBtf")},
     "from_spec": ("ebpfhooks.hooks", "parse"),
     **{name: ("ebpfhooks.chain", name) for name in (
         "Alternative", "Choice", "FirstOf", "NoAlternativeError", "attach_all", "first_of",
@@ -160,11 +166,14 @@ __all__ = [
     "BccNotFoundError",
     "BinaryNotFoundError",
     "BtfFormatError",
+    "BtfResolution",
     "Candidate",
     "Choice",
     "EbpfHooksError",
     "Feature",
     "FeatureStatus",
+    "Fentry",
+    "Fexit",
     "FileOffset",
     "FirstOf",
     "Hook",
@@ -187,6 +196,7 @@ __all__ = [
     "Link",
     "LinkGroup",
     "Listing",
+    "Lsm",
     "NoAlternativeError",
     "NotAnElfError",
     "NotSupportedError",
@@ -203,6 +213,7 @@ __all__ = [
     "Suggestion",
     "Symbol",
     "SymbolNotFoundError",
+    "TpBtf",
     "TraceSummary",
     "TracefsFormatError",
     "TracefsNotMountedError",

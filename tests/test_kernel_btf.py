@@ -105,6 +105,9 @@ def test_fixture_signatures() -> None:
     assert btf.function_return_type("do_sys_openat2") == "long"
     assert btf.function_return_type("none") == "void"
     assert btf.function_return_type("nope") is None
+    assert btf.function_arity("do_sys_openat2") == (3, False)
+    assert btf.function_arity("many") == (5, True) and btf.function_arity("none") == (0, False)
+    assert btf.function_arity("nope") is None
     assert btf.function_params("do_sys_openat2") == [
         ("int", "dfd"), ("const char *", "filename"), ("struct open_how *", "how")]
     assert btf.type_name(10) == "sz" and btf.type_name(11) == "enum color"

@@ -144,6 +144,10 @@ def test_seed_facts_are_class_data() -> None:
         "uprobe": ("attach_uprobe", False, "very low"),
         "uretprobe": ("attach_uretprobe", False, "very low"),
         "raw_socket": ("attach_raw_socket", True, "very low"),
+        "fentry": ("attach_kfunc", False, "very low"),
+        "fexit": ("attach_kretfunc", False, "very low"),
+        "tp_btf": ("attach_raw_tracepoint", True, "low"),
+        "lsm": ("attach_lsm", False, "very low"),
     }
     for cls in ebpfhooks.KINDS:
         assert cls.hooks and cls.fires and cls.min_kernel > (3, 0)
@@ -176,14 +180,14 @@ def test_error_unknown_kind_suggests_closest() -> None:
         "    kprob:vfs_read\n"
         "    ^~~~~\n"
         "did you mean 'kprobe'? kinds: kprobe, kretprobe, tracepoint, rawtracepoint, "
-        "xdp, uprobe, uretprobe, raw_socket"
+        "xdp, uprobe, uretprobe, raw_socket, fentry, fexit, tp_btf, lsm"
     )
 
 
 def test_error_other_tools_kind() -> None:
-    msg = _error("fentry:vfs_read")
-    assert "ebpfhooks does not attach 'fentry' hooks" in msg
-    assert "    ^~~~~~" in msg
+    msg = _error("iter:task")
+    assert "ebpfhooks does not attach 'iter' hooks" in msg
+    assert "    ^~~~\n" in msg
 
 
 def test_error_missing_part() -> None:

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ebpfhooks.hooks._btfprog import BtfResolution
 from ebpfhooks.hooks.base import Hook, Pattern, Resolution
+from ebpfhooks.hooks.fentry import Fentry, Fexit
 from ebpfhooks.hooks.kprobe import Kprobe, KprobeResolution, Kretprobe
+from ebpfhooks.hooks.lsm import Lsm
 from ebpfhooks.hooks.rawsocket import RawSocket
 from ebpfhooks.hooks.rawtracepoint import RawTracepoint, RawTracepointResolution
+from ebpfhooks.hooks.tpbtf import TpBtf
 from ebpfhooks.hooks.tracepoint import Tracepoint, TracepointResolution
 from ebpfhooks.hooks.uprobe import (
     Address,
@@ -35,15 +39,16 @@ from ebpfhooks.hooks.xdp import InterfaceResolution, Xdp, XdpMode
 #: Every kind, in the order docs, ``doctor`` and ``bench`` list them.
 KINDS: tuple[type[Hook], ...] = (
     Kprobe, Kretprobe, Tracepoint, RawTracepoint, Xdp, Uprobe, Uretprobe, RawSocket,
+    Fentry, Fexit, TpBtf, Lsm,
 )
 
 #: Kinds other tools know that ebpfhooks does not attach (a clear refusal, not a typo).
 OTHER_KINDS = frozenset({
-    "fentry", "fexit", "kfunc", "kretfunc", "f", "fr", "usdt", "profile", "interval",
-    "software", "hardware", "watchpoint", "asyncwatchpoint", "begin", "end", "lsm",
+    "usdt", "profile", "interval",
+    "software", "hardware", "watchpoint", "asyncwatchpoint", "begin", "end",
     "ksyscall", "kretsyscall", "kprobe.multi", "kretprobe.multi", "uprobe.multi",
     "uretprobe.multi", "uprobe.s", "uretprobe.s", "fentry.s", "fexit.s", "tc", "tcx",
-    "cgroup", "iter", "struct_ops", "sk_skb", "sk_msg", "perf_event", "tp_btf", "socket",
+    "cgroup", "iter", "struct_ops", "sk_skb", "sk_msg", "perf_event", "socket",
     "flow_dissector", "netfilter",
 })
 
@@ -115,6 +120,9 @@ __all__ = [
     "KINDS",
     "REGISTRY",
     "Address",
+    "BtfResolution",
+    "Fentry",
+    "Fexit",
     "FileOffset",
     "Hook",
     "InterfaceResolution",
@@ -123,6 +131,7 @@ __all__ = [
     "Kretprobe",
     "Link",
     "LinkGroup",
+    "Lsm",
     "Pattern",
     "Program",
     "RawSocket",
@@ -131,6 +140,7 @@ __all__ = [
     "Registry",
     "Resolution",
     "Symbol",
+    "TpBtf",
     "Tracepoint",
     "TracepointResolution",
     "Uprobe",

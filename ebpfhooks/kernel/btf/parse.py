@@ -239,6 +239,22 @@ class Btf:
         return [(self.type_name(t) if t or n else "...", self.string(n) if n else "")
                 for n, t in self._proto_params(proto)]
 
+    def function_arity(self, name: str) -> tuple[int, bool] | None:
+        """(number of named parameters, variadic?) of kernel function ``name``, or ``None``.
+
+        Cheap (no type is rendered): what decides whether a BPF trampoline can take the
+        function (at most 6 arguments on x86-64 before 6.6, none variadic).
+
+        >>> vmlinux_btf().function_arity("do_sys_openat2")  # doctest: +SKIP
+        (3, False)
+        """
+        proto = self._proto(name)
+        if proto is None:
+            return None
+        params = self._proto_params(proto)
+        variadic = bool(params) and params[-1] == (0, 0)
+        return len(params) - variadic, variadic
+
     def function_return_type(self, name: str) -> str | None:
         """The C return type of kernel function ``name`` (``"void"`` too), or ``None``.
 
