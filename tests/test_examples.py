@@ -435,12 +435,13 @@ def test_kprobe_fallback_chooses_a_hook_and_says_why(live: None) -> None:
 
 
 def test_kprobe_fallback_keeps_a_suggested_raw_tracepoint(live: None) -> None:
-    """The example keys its functions by kind word: a suggested raw tracepoint joins the chain."""
+    """The example keys its functions by kind word: a suggested raw tracepoint (as tp_btf,
+    typed, where the kernel has BTF) joins the chain."""
     import importlib.util
 
     import ebpfhooks
 
-    if ebpfhooks.suggest("sched_entry_tp").recommended != "rawtracepoint:sched_entry_tp":
+    if ebpfhooks.suggest("sched_entry_tp").recommended != "tp_btf:sched_entry_tp":
         not_possible("this kernel has no raw tracepoint sched_entry_tp to suggest")
     spec = importlib.util.spec_from_file_location("kprobe_fallback",
                                                   ROOT / "examples/kprobe_fallback.py")
@@ -448,8 +449,8 @@ def test_kprobe_fallback_keeps_a_suggested_raw_tracepoint(live: None) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     chain, _note = module.build_chain("sched_entry_tp")
-    assert str(chain) == "kprobe:sched_entry_tp | rawtracepoint:sched_entry_tp"
-    assert [a.fn_name for a in chain] == ["on_kprobe", "on_raw_tp"]
+    assert str(chain) == "kprobe:sched_entry_tp | tp_btf:sched_entry_tp"
+    assert [a.fn_name for a in chain] == ["on_kprobe", "on_tp_btf"]
 
 
 def test_kprobe_fallback_lists_every_reason_when_nothing_fits(live: None) -> None:
@@ -468,7 +469,6 @@ def test_kprobe_fallback_lists_every_reason_when_nothing_fits(live: None) -> Non
     assert out.stderr.splitlines()[1].startswith(f"  kprobe:ehk_no_such_function_x: {reason}")
 
 
-EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py"))
 OPENS = """
 import os, sys
 sys.stdin.readline()
@@ -593,6 +593,7 @@ def test_lsm_deny_refuses_a_bad_command_name() -> None:
                           "(what ps -o comm shows)\n")
 
 
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py"))
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

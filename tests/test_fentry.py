@@ -343,3 +343,38 @@ def test_info_shows_signature_and_how_to_read_arguments() -> None:
         f"{ret} ret)")
     assert leave.facts["stable_alternative"] == "tracepoint:syscalls:sys_exit_openat"
     assert leave.to_dict()["btf"]["type_id"] == Fexit("do_sys_openat2").resolve().type_id
+
+
+# --------------------------------------------------------------------------- suggest
+
+
+@pytest.mark.live
+def test_suggest_prefers_fentry_where_trampolines_work(
+        live: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """vfs_read has no tracepoint: fentry where trampolines work (lower overhead than a
+    kprobe), else the kprobe; fexit/kretprobe for the return; fentry first in chains."""
+    from ebpfhooks import discover
+
+    monkeypatch.setattr(features, "trampolines", yes("trampolines"))
+    monkeypatch.setattr(features, "kprobes", yes("kprobes"))
+    s = discover.suggest("vfs_read")
+    assert s.recommended == "fentry:vfs_read"
+    assert s.reason == ("no tracepoint covers it: fentry on the kernel function (a BPF "
+                        "trampoline: lower overhead than a kprobe; unstable across kernels)")
+    by = {c.spec: c for c in s.candidates}
+    assert by["fentry:vfs_read"].attachable and not by["fentry:vfs_read"].stable
+    assert "lower overhead than a kprobe" in by["fentry:vfs_read"].why
+    assert s.chain() == "fentry:vfs_read | kprobe:vfs_read"
+    back = discover.suggest("vfs_read", ret=True)
+    assert back.recommended == "fexit:vfs_read" and back.chain() == "fexit:vfs_read | " \
+                                                                    "kretprobe:vfs_read"
+    monkeypatch.setattr(features, "trampolines", no("trampolines", "refused"))
+    s = discover.suggest("vfs_read")
+    assert s.recommended == "kprobe:vfs_read"
+    assert "not attachable here: this kernel has no BPF trampolines" in \
+        {c.spec: c for c in s.candidates}["fentry:vfs_read"].why
+    monkeypatch.setattr(features, "kprobes", no("kprobes", "none"))
+    s = discover.suggest("vfs_read")
+    assert s.recommended is None
+    assert s.reason == ("nothing on this kernel observes 'vfs_read': no tracepoint covers it, "
+                        "and this kernel has no kprobes and no BPF trampolines")

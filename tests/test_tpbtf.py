@@ -143,3 +143,20 @@ def test_info_lists_the_typed_arguments() -> None:
         "BPF_PROG(on_sched_process_exec, struct task_struct *arg0, pid_t arg1, "
         "struct linux_binprm *arg2)")
     assert report.attachable is True
+
+
+@pytest.mark.live
+def test_suggest_tp_btf_where_typed_arguments_matter(live: None) -> None:
+    s = discover.suggest("sched_process_exec")
+    assert s.recommended == "tracepoint:sched:sched_process_exec"  # parsed fields by default
+    twin = {c.spec: c for c in s.candidates}["tp_btf:sched_process_exec"]
+    assert twin.stable and twin.attachable and "typed by BTF" in twin.why
+    typed = discover.suggest("sched_process_exec", typed=True)
+    assert typed.recommended == "tp_btf:sched_process_exec"
+    assert typed.reason.startswith("typed arguments asked for: "
+                                   "tracepoint:sched:sched_process_exec's events as tp_btf")
+    assert typed.chain() == "tp_btf:sched_process_exec"
+    assert typed.to_dict()["typed"] is True
+    # no tracepoint of that name as a raw tracepoint: the syscall's stays
+    assert discover.suggest("execve", typed=True).recommended == (
+        "tracepoint:syscalls:sys_enter_execve")
