@@ -45,6 +45,22 @@ def test_kinds_follow_their_checks() -> None:
     assert yes
 
 
+def test_kinds_whose_feature_is_no_check_ask_the_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fentry/fexit/lsm need BPF trampolines, which no check above covers: the kind's own
+    check_supported() decides (it was 'yes' on a kernel without trampolines)."""
+    facts = {name: Feature(name, FeatureStatus.YES, "ok") for name in CHECKS}
+    monkeypatch.setattr(F, "trampolines", lambda: Feature(
+        "trampolines", FeatureStatus.NO, "refused", "use kprobes"))
+    monkeypatch.setattr(F, "bpf_lsm", lambda: Feature("bpf_lsm", FeatureStatus.YES, "ok"))
+    kinds = doctor.kinds(facts)
+    for kind in ("fentry", "fexit", "lsm"):
+        assert kinds[kind].status is FeatureStatus.NO, kinds[kind]
+        assert kinds[kind].reason == ("this kernel lacks BPF trampolines "
+                                      "(CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, a BPF JIT)")
+        assert "ebpfhooks suggest" in (kinds[kind].fix or "")
+    assert kinds["tp_btf"].status is FeatureStatus.YES
+
+
 @pytest.mark.live
 def test_doctor_on_this_machine(live: None) -> None:
     facts = ebpfhooks.features()
