@@ -262,6 +262,31 @@ def test_tp_btf_counts_execs_and_reads_a_typed_argument(bpf: Any) -> None:
     assert _total(bpf, EXECS) == N  # detached
 
 
+def test_sigkill_leaves_nothing_behind(bpf: Any) -> None:
+    """A process killed with its tp_btf link attached: the kernel closes the link's and the
+    program's fds, and both are gone (no cleanup code ran)."""
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(ready_r)
+            TpBtf("sched_process_exec").attach(bpf, fn_name="ehkbtf_exec")
+            os.write(ready_w, b"a")
+            while True:
+                os.pause()
+        finally:
+            os._exit(1)
+    os.close(ready_w)
+    try:
+        assert os.read(ready_r, 1) == b"a"
+        assert bpf_progs_named(PREFIX, settle=0) == ["ehkbtf_exec"]
+    finally:
+        os.close(ready_r)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    # the fixture checks that no ehkbtf_ program is left
+
+
 # --------------------------------------------------------------------------- lsm
 
 
