@@ -425,7 +425,6 @@ def _traceable_functions(found: Found, ok: Callable[[str], bool],
 def _filter_functions_by_module(found: Found) -> dict[str | None, frozenset[str]] | None:
     """``available_filter_functions`` by module (``None``: vmlinux), or ``None`` when it
     cannot be read. Read once per listing."""
-    from ebpfhooks.hooks.kprobe import _filter_functions_with_modules
     from ebpfhooks.kernel.tracefs import tracefs_root
 
     if "filter_functions_by_module" in found.cache:
@@ -439,8 +438,12 @@ def _filter_functions_by_module(found: Found) -> dict[str | None, frozenset[str]
     except (OSError, EbpfHooksError):
         result = None
     else:
-        for mod, name in _filter_functions_with_modules(text):
-            by_mod.setdefault(mod, set()).add(name)
+        lines = text.split("\n")
+        by_mod[None] = {line for line in lines if line and "[" not in line}  # vmlinux's
+        for line in lines:
+            if "[" in line:  # "name [module]"
+                name, _, mod = line.partition(" [")
+                by_mod.setdefault(mod.rstrip("]").strip() or None, set()).add(name.strip())
         result = {mod: frozenset(names) for mod, names in by_mod.items()}
     found.cache["filter_functions_by_module"] = result
     return result
