@@ -295,6 +295,8 @@ def test_listing_without_trampolines_says_so(monkeypatch: pytest.MonkeyPatch) ->
         "fentry/fexit hooks not listed: this kernel cannot attach BPF trampolines (see "
         "`ebpfhooks doctor`); `ebpfhooks list --all` (include_unsupported=True) lists the "
         "functions of its BTF"]
+    assert discover.list_hooks("kfunc:vmlinux:vfs_read", include_unsupported=True) == [
+        "fentry:vfs_read"]  # bpftrace 0.17 lists kfunc:vmlinux:vfs_read
     every = discover.search("f*:vfs_read*", include_unsupported=True)
     assert {"fentry:vfs_read", "fexit:vfs_read", "fentry:vfs_readv"} <= set(every.hooks)
     assert "listed although this kernel cannot attach BPF trampolines" in every.sources["fexit"]

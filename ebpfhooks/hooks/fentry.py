@@ -393,8 +393,8 @@ def _traceable_functions(found: Found, ok: Callable[[str], bool],
     out: list[tuple[str | None, str]] = []
     vmlinux = vmlinux_btf()
     objects: list[tuple[str | None, Any]] = []
-    if vmlinux is not None and mod_ok is None:
-        objects.append((None, vmlinux))
+    if vmlinux is not None and (mod_ok is None or mod_ok("vmlinux")):
+        objects.append((None, vmlinux))  # kfunc:vmlinux:F is bpftrace 0.17's spelling
     if vmlinux is not None:
         for module in module_names():
             if mod_ok is not None and not mod_ok(module):
