@@ -72,12 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         ev = ctypes.cast(data, ctypes.POINTER(Event)).contents
         print(f"{ev.pid:>7} {ev.old_pid:>7} {ev.comm.decode(errors='replace')}", flush=True)
 
+    bpf["events"].open_perf_buffer(on_event, page_cnt=64)   # before any event can come
     try:
         with hook.attach(bpf) as link:   # the module's one function: on_exec
             print(f"attached {link.hook} -> {link.program.fn_name} via {link.via}: tracing "
                   f"exec for {args.duration:g} s", flush=True)
             print(f"{'PID':>7} {'OLD PID':>7} COMM", flush=True)
-            bpf["events"].open_perf_buffer(on_event, page_cnt=64)
             deadline = time.monotonic() + args.duration
             try:
                 while time.monotonic() < deadline:

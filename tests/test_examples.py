@@ -525,12 +525,14 @@ def test_fentry_opens_counts_opens_and_failures(live: None) -> None:
 
 @pytest.mark.guest
 def test_exec_tpbtf_shows_each_exec_with_its_typed_argument(live: None) -> None:
-    run = Run("exec_tpbtf.py", "--duration", "3")
+    run = Run("exec_tpbtf.py", "--duration", "120")   # Ctrl-C ends it (the VM tier is slow)
     assert run.attached() == ("attached tp_btf:sched_process_exec -> on_exec via bpf_link: "
-                              "tracing exec for 3 s")
+                              "tracing exec for 120 s")
     child = subprocess.run(["/bin/sh", "-c", 'echo "$$"; exec /usr/bin/env true'],
                            capture_output=True, text=True, check=True)
     pid = child.stdout.strip()
+    run.wait_for(lambda line: line.split()[:1] == [pid] and line.endswith(" true"))
+    run.signal(signal.SIGINT)
     assert run.finish() == 0, run.stderr
     assert run.lines[1].split() == ["PID", "OLD", "PID", "COMM"]
     mine = [line.split() for line in run.lines[2:-1] if line.split()[0] == pid]
@@ -563,7 +565,7 @@ def test_lsm_deny_denies_one_command_until_it_exits(live: None) -> None:
     from ebpfhooks.kernel import features
 
     comm = f"ehkdeny{os.getpid() % 100000}"
-    run = Run("lsm_deny.py", "--comm", comm, "--duration", "4")
+    run = Run("lsm_deny.py", "--comm", comm, "--duration", "120")   # Ctrl-C ends it
     if not features.trampolines():   # this machine: the BPF LSM is on, trampolines are not
         assert run.finish() == 1
         assert run.stderr.startswith("lsm_deny: lsm:file_open cannot attach: this kernel has "
@@ -573,12 +575,13 @@ def test_lsm_deny_denies_one_command_until_it_exits(live: None) -> None:
         assert _open_as(comm) == "allowed"
         return
     assert run.attached() == (f"attached lsm:file_open -> deny_open: denying file opens by "
-                              f"{comm!r} for 4 s")
+                              f"{comm!r} for 120 s")
     child = subprocess.Popen([sys.executable, "-c", DENIED_CHILD, comm], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
     out, _ = child.communicate("go\n", timeout=60)
     assert out.strip() == f"denied {errno.EPERM}"
     assert _open_as(f"ehkother{os.getpid() % 100000}") == "allowed"   # other commands
+    run.signal(signal.SIGINT)
     assert run.finish() == 0, run.stderr
     assert [child.pid, 1] in [[int(x) for x in line.split()] for line in run.lines[2:-1]]
     assert run.lines[-1] == f"detached: 1 opens denied to {comm!r} in 1 processes"

@@ -21,6 +21,7 @@ import ctypes
 import errno
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -273,17 +274,19 @@ def test_sigkill_leaves_nothing_behind(bpf: Any) -> None:
             TpBtf("sched_process_exec").attach(bpf, fn_name="ehkbtf_exec")
             os.write(ready_w, b"a")
             while True:
-                os.pause()
+                signal.pause()
         finally:
             os._exit(1)
     os.close(ready_w)
     try:
         assert os.read(ready_r, 1) == b"a"
         assert bpf_progs_named(PREFIX, settle=0) == ["ehkbtf_exec"]
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # still alive, link attached
     finally:
         os.close(ready_r)
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     # the fixture checks that no ehkbtf_ program is left
 
 
