@@ -262,8 +262,9 @@ class Link(_DetachOnExit):
 
     ``fd`` is the raw socket's file descriptor for ``raw_socket`` hooks (read
     packets from it), the bpf_link's fd for ``xdp`` hooks attached through a
-    link and for the BTF kinds (fentry, fexit, tp_btf, lsm), ``None`` otherwise. ``hook``, ``resolution`` and ``program`` say what
-    was attached where; ``passed_over`` lists, for a link made by a fallback chain
+    link and for the BTF kinds (fentry, fexit, tp_btf, lsm), ``None`` otherwise.
+    ``hook``, ``resolution`` and ``program`` say what was attached where;
+    ``passed_over`` lists, for a link made by a fallback chain
     (:func:`ebpfhooks.first_of`), each hook passed over with the error that ruled
     it out (empty otherwise).
     """
