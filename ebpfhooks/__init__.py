@@ -103,8 +103,12 @@ if TYPE_CHECKING:
         XdpMode,
     )
     from ebpfhooks.hooks import parse as from_spec
+    from ebpfhooks.hooks._btfprog import BtfResolution
+    from ebpfhooks.hooks.fentry import Fentry, Fexit
     from ebpfhooks.hooks.link import Link, LinkGroup, Program
+    from ebpfhooks.hooks.lsm import Lsm
     from ebpfhooks.hooks.perf import Hardware, Interval, PerfEventResolution, Profile, Software
+    from ebpfhooks.hooks.tpbtf import TpBtf
     from ebpfhooks.hooks.usdt import usdt_args
     from ebpfhooks.kernel.features import Feature, FeatureStatus
     from ebpfhooks.kernel.kallsyms import KSym
@@ -125,6 +129,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     **{name: ("ebpfhooks.hooks.link", name) for name in ("Link", "LinkGroup", "Program")},
     **{name: ("ebpfhooks.hooks.perf", name) for name in (
         "Hardware", "Interval", "PerfEventResolution", "Profile", "Software")},
+    **{name: ("ebpfhooks.hooks", name) for name in (
+        "BtfResolution", "Fentry", "Fexit", "Lsm", "TpBtf")},
     "from_spec": ("ebpfhooks.hooks", "parse"),
     **{name: ("ebpfhooks.chain", name) for name in (
         "Alternative", "Choice", "FirstOf", "NoAlternativeError", "attach_all", "first_of",
@@ -169,11 +175,14 @@ __all__ = [
     "BccNotFoundError",
     "BinaryNotFoundError",
     "BtfFormatError",
+    "BtfResolution",
     "Candidate",
     "Choice",
     "EbpfHooksError",
     "Feature",
     "FeatureStatus",
+    "Fentry",
+    "Fexit",
     "FileOffset",
     "FirstOf",
     "Hardware",
@@ -198,6 +207,7 @@ __all__ = [
     "Link",
     "LinkGroup",
     "Listing",
+    "Lsm",
     "NoAlternativeError",
     "NotAnElfError",
     "NotSupportedError",
@@ -217,6 +227,7 @@ __all__ = [
     "Suggestion",
     "Symbol",
     "SymbolNotFoundError",
+    "TpBtf",
     "TraceSummary",
     "TracefsFormatError",
     "TracefsNotMountedError",

@@ -7,7 +7,8 @@ probe limit (``BPF._check_probe_quota``), hand bcc the fd so ``bpf.cleanup()`` d
 too (``BPF._add_uprobe_fd``), and find libbcc's file (``lib._name``) to call
 ``bpf_attach_uprobe`` with its real prototype. It also reads bcc's per-object tables of
 what is attached (``kprobe_fds``, ``uprobe_fds``, ``tracepoint_fds``,
-``raw_tracepoint_fds``: attributes bcc's documentation does not mention).
+``raw_tracepoint_fds``, ``kfunc_entry_fds``, ``kfunc_exit_fds``, ``lsm_fds``: attributes
+bcc's documentation does not mention).
 
 Every such name is used only here. :func:`check` looks them up when bcc is first
 imported and refuses, with a typed error naming what is missing, a bcc that lacks one;
@@ -51,7 +52,8 @@ REQUIRED_BPF = ("_get_uprobe_evname", "_check_probe_quota", "_add_uprobe_fd",
                 "detach_uprobe_event", "detach_kprobe_event_by_fn", "dump_func")
 #: bcc's per-object tables of what is attached, by kind.
 _TABLES = {"kprobe": "kprobe_fds", "uprobe": "uprobe_fds", "tracepoint": "tracepoint_fds",
-           "raw_tracepoint": "raw_tracepoint_fds"}
+           "raw_tracepoint": "raw_tracepoint_fds",
+           "kfunc": "kfunc_entry_fds", "kretfunc": "kfunc_exit_fds", "lsm": "lsm_fds"}
 
 
 def version(bcc: ModuleType) -> str:
@@ -104,7 +106,8 @@ def add_uprobe_fd(bpf: Any, event: bytes, fd: int) -> None:
 
 def attached(bpf: Any, table: str) -> dict[bytes, Any]:
     """bcc's table of what is attached in ``bpf``: ``"kprobe"``, ``"uprobe"``,
-    ``"tracepoint"`` or ``"raw_tracepoint"`` (event name -> fd or {fn: fd})."""
+    ``"tracepoint"``, ``"raw_tracepoint"`` (event name -> fd or {fn: fd}), ``"kfunc"``,
+    ``"kretfunc"`` or ``"lsm"`` (function name -> fd)."""
     found: dict[bytes, Any] = getattr(bpf, _TABLES[table])
     return found
 

@@ -152,6 +152,9 @@ def _setup_suggest(p: argparse.ArgumentParser) -> None:
     p.add_argument("--return", action="store_true", dest="ret",
                    help="observe the return (value) instead of the entry: sys_exit_* "
                         "tracepoints and kretprobes")
+    p.add_argument("--typed", action="store_true",
+                   help="typed arguments matter (the program follows the kernel objects "
+                        "the event passes): recommend the tracepoint as tp_btf")
     _json_flag(p)
 
 
@@ -161,7 +164,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     """Print the candidates as a table and the recommendation."""
     from ebpfhooks.discover import suggest
 
-    s = suggest(args.word, ret=args.ret)
+    s = suggest(args.word, ret=args.ret, typed=args.typed)
     if args.json:
         _dump(s.to_dict())
         return 0 if s.candidates else 1

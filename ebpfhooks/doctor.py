@@ -14,11 +14,14 @@ Nothing here loads a BPF program; bcc is imported only to read its version.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ebpfhooks.errors import EbpfHooksError, HookPermissionError
 from ebpfhooks.kernel import features as _features
 from ebpfhooks.kernel.features import Feature, FeatureStatus
+
+if TYPE_CHECKING:
+    from ebpfhooks.hooks.base import Hook
 
 __all__ = ["Report", "features", "fix", "kinds", "report"]
 
@@ -137,9 +140,7 @@ def kinds(facts: dict[str, Feature] | None = None) -> dict[str, Feature]:
     for cls in KINDS:
         kind = cls.kind
         needs = ("privileges", "bcc", *((cls.feature,) if cls.feature else ()))
-        # a kind's probe that is not one of doctor's checks is asked here (perf_hardware)
-        checks = [facts[n] if n in facts else getattr(_features, n)() for n in needs
-                  if n in facts or (n == cls.feature and hasattr(_features, n))]
+        checks = [facts[n] for n in needs if n in facts]
         bad = next((c for c in checks if c.status is _NO), None)
         unknown = next((c for c in checks if c.status is _UNKNOWN), None)
         if bad is not None:
@@ -150,6 +151,15 @@ def kinds(facts: dict[str, Feature] | None = None) -> dict[str, Feature]:
                                 f"needs {unknown.name}, which could not be checked", unknown.fix)
         else:
             out[kind] = Feature(kind, _YES, ", ".join(c.name for c in checks) + " ok")
+        if cls.feature and cls.feature not in facts and out[kind].status is not _NO:
+            # a feature that is not one of doctor's checks (BPF trampolines, the BPF LSM,
+            # a CPU PMU): the kind's own check decides, in one line
+            itself = _kind_itself(cls)
+            if itself is not None:  # (a Feature is falsy unless its status is yes)
+                out[kind] = itself
+            else:
+                out[kind] = Feature(kind, _YES, ", ".join([*(c.name for c in checks),
+                                                           cls.feature]) + " ok")
     instead = {
         "kprobe": "use a tracepoint instead: `ebpfhooks suggest WORD` names the stable one "
                   "(a syscall's entry: tracepoint:syscalls:sys_enter_*)",
@@ -161,6 +171,23 @@ def kinds(facts: dict[str, Feature] | None = None) -> dict[str, Feature]:
         if old.status is _NO and facts["kprobes"].status is _NO:
             out[kind] = Feature(kind, _NO, old.reason, fix_text)
     return out
+
+
+def _kind_itself(cls: type[Hook]) -> Feature | None:
+    """The kind's own check (``check_supported()`` of its example hook), for a kind whose
+    kernel feature is not among the checks above (BPF trampolines, the BPF LSM ...)."""
+    from ebpfhooks.errors import NotSupportedError
+    from ebpfhooks.hooks import parse
+
+    try:
+        parse(f"{cls.kind}:{cls.example}").check_supported()
+    except NotSupportedError as err:
+        fix = (f"use {err.alternative} instead" if err.alternative
+               else "`ebpfhooks suggest WORD` names what works here")
+        return Feature(cls.kind, _NO, f"this kernel lacks {err.missing or 'what it needs'}", fix)
+    except EbpfHooksError as err:
+        return Feature(cls.kind, _UNKNOWN, f"could not be checked: {err}", None)
+    return None
 
 
 def fix() -> list[str]:

@@ -55,10 +55,11 @@ static inline int count(void) {
 int on_kprobe(struct pt_regs *ctx) { return count(); }   /* kprobe: registers */
 int on_tp(void *args) { return count(); }                /* tracepoint: the parsed record */
 int on_raw_tp(struct bpf_raw_tracepoint_args *ctx) { return count(); }
+int on_tp_btf(u64 *ctx) { return count(); }              /* tp_btf: typed arguments */
 """
 
 #: The BPF function for each kind the library may suggest.
-FUNCTIONS = {"tracepoint": "on_tp", "rawtracepoint": "on_raw_tp"}
+FUNCTIONS = {"tracepoint": "on_tp", "rawtracepoint": "on_raw_tp", "tp_btf": "on_tp_btf"}
 
 
 def build_chain(symbol: str) -> tuple[ebpfhooks.FirstOf, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -147,12 +148,23 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
+def _drop_orphan_veths(prefix: str) -> None:
+    """Delete ``<prefix><pid>a`` pairs whose test process is gone (a run killed by a signal
+    cannot delete its own), so a later run sees no XDP records or programs on them."""
+    for name in os.listdir("/sys/class/net"):
+        m = re.fullmatch(re.escape(prefix) + r"(\d+)a", name)
+        if m and not any(Path(f"/proc/{pid}").exists()
+                         for pid in range(int(m.group(1)), 4_194_304, 100_000)):
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
 @contextlib.contextmanager
 def veth_pair(prefix: str) -> Iterator[tuple[str, str]]:
     """Make a veth pair (A, B) named ``<prefix><pid>a/b``, up, IPv6 off; delete it after.
 
     Frames sent on B arrive on A. Names carry the pid so concurrent runs never collide.
     """
+    _drop_orphan_veths(prefix)
     base = f"{prefix}{os.getpid() % 100000}"
     a, b = base + "a", base + "b"
     _ip("link", "add", a, "type", "veth", "peer", "name", b)

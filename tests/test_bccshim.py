@@ -54,7 +54,8 @@ def test_internals_behave_as_the_adapter_expects(live: None, uprobe_target: Any)
         assert name.startswith(b"p_") and name.endswith(b"_0x1139")
         assert b"/" not in name
         assert _bccshim.uprobe_event_name(bpf, True, path, 0x1139, 42).endswith(b"_0x1139_42")
-        for table in ("kprobe", "uprobe", "tracepoint", "raw_tracepoint"):
+        for table in ("kprobe", "uprobe", "tracepoint", "raw_tracepoint", "kfunc", "kretfunc",
+                      "lsm"):
             assert _bccshim.attached(bpf, table) == {}
         _bccshim.check_probe_quota(bpf, "uprobe:x:y")  # far below the limit
         os.environ["BCC_PROBE_LIMIT"] = "0"

@@ -47,8 +47,8 @@ def test_parse_kinds_order_aliases_and_default() -> None:
 
 def test_error_parse_kinds_unknown_kind() -> None:
     with pytest.raises(SpecError) as info:
-        bench.parse_kinds(["tracepoint,fentry"])
-    assert "unknown hook kind 'fentry'" in str(info.value)
+        bench.parse_kinds(["tracepoint,kprob"])
+    assert "unknown hook kind 'kprob'" in str(info.value)
     assert "choose from kprobe, kretprobe" in str(info.value)
 
 
@@ -153,10 +153,15 @@ def test_live_every_supported_kind_is_proven_by_its_counter(live: None) -> None:
     by_kind = {r.kind: r for r in report.results}
     assert list(by_kind) == list(bench.KIND_ORDER)
     has_kprobes = features.kprobes().status is FeatureStatus.YES
+    has_trampolines = features.trampolines().status is FeatureStatus.YES
     for r in report.results:
         if r.kind in ("kprobe", "kretprobe") and not has_kprobes:
             assert not r.supported
             assert r.reason and "kprobe" in r.reason
+            continue
+        if r.kind in ("fentry", "fexit") and not has_trampolines:
+            assert not r.supported
+            assert r.reason and "no BPF trampolines" in r.reason
             continue
         assert r.supported, (r.kind, r.reason)
         assert len(r.rounds) == 2

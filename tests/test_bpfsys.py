@@ -298,6 +298,23 @@ def test_error_no_trampolines_is_not_supported(kernel: Callable[..., FakeBpf],
     assert isinstance(err.value, RuntimeError)
 
 
+def test_error_fentry_verifier_rejection_is_not_no_trampolines(
+        kernel: Callable[..., FakeBpf]) -> None:
+    """EACCES with a verifier log: the program is wrong (an argument the function has
+    not), not the kernel without trampolines (whose EPERM comes without a log)."""
+    kernel({bpfsys.BPF_PROG_LOAD: [-errno.EACCES]},
+           log="func 'do_sys_openat2' doesn't have 6-th argument\n"
+               "invalid bpf_context access off=40 size=8\n")
+    with pytest.raises(ProgramError) as err:
+        bpfsys.prog_load(bpfsys.BPF_PROG_TYPE_TRACING, NOP,
+                         expected_attach_type=bpfsys.BPF_TRACE_FENTRY, attach_btf_id=1,
+                         what="fentry:do_sys_openat2")
+    assert str(err.value).startswith("fentry:do_sys_openat2: the verifier rejected a TRACING "
+                                     "program with expected attach type BPF_TRACE_FENTRY "
+                                     "(EACCES")
+    assert str(err.value).endswith("invalid bpf_context access off=40 size=8")
+
+
 def test_error_lsm_program_enotsupp(kernel: Callable[..., FakeBpf]) -> None:
     kernel({bpfsys.BPF_PROG_LOAD: [-bpfsys.ENOTSUPP]})
     with pytest.raises(NotSupportedError, match=r"ENOTSUPP \(524, not supported\)"):

@@ -45,6 +45,25 @@ def test_kinds_follow_their_checks() -> None:
     assert yes
 
 
+def test_kinds_whose_feature_is_no_check_ask_the_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fentry/fexit/lsm need BPF trampolines, which no check above covers: the kind's own
+    check_supported() decides (it was 'yes' on a kernel without trampolines)."""
+    facts = {name: Feature(name, FeatureStatus.YES, "ok") for name in CHECKS}
+    monkeypatch.setattr(F, "trampolines", lambda: Feature(
+        "trampolines", FeatureStatus.NO, "refused", "use kprobes"))
+    monkeypatch.setattr(F, "bpf_lsm", lambda: Feature("bpf_lsm", FeatureStatus.YES, "ok"))
+    kinds = doctor.kinds(facts)
+    for kind in ("fentry", "fexit", "lsm"):
+        assert kinds[kind].status is FeatureStatus.NO, kinds[kind]
+        assert kinds[kind].reason == ("this kernel lacks BPF trampolines "
+                                      "(CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, a BPF JIT)")
+        # the kind's alternative when it names one, else where to look
+        assert kinds[kind].fix in ("use tracepoint:syscalls:sys_enter_openat instead",
+                                   "use tracepoint:syscalls:sys_exit_openat instead",
+                                   "`ebpfhooks suggest WORD` names what works here")
+    assert kinds["tp_btf"].status is FeatureStatus.YES
+
+
 @pytest.mark.live
 def test_doctor_on_this_machine(live: None) -> None:
     facts = ebpfhooks.features()
@@ -58,7 +77,7 @@ def test_doctor_on_this_machine(live: None) -> None:
     assert rep.kinds["tracepoint"] and rep.kinds["uprobe"] and rep.kinds["raw_socket"]
     assert rep.kinds["kprobe"].status is facts["kprobes"].status
     text = rep.render()
-    assert len(text.splitlines()) < 60  # one screen
+    assert len(text.splitlines()) < 70  # one screen (16 checks, 17 kinds)
     assert "fix:" in text or all(f for f in facts.values())
     data = json.loads(subprocess.run([sys.executable, "-m", "ebpfhooks", "doctor", "--json"],
                                      capture_output=True, text=True, cwd=REPO,

@@ -97,6 +97,23 @@ def _arm_elf() -> str:
     return message.replace(str(elf), str(ARM_ELF))
 
 
+def _no_trampolines() -> None:
+    from ebpfhooks.hooks import kprobe
+    from ebpfhooks.kernel import features
+    from ebpfhooks.kernel.features import Feature, FeatureStatus
+
+    real, real_kprobes = features.trampolines, kprobe.kprobes_supported
+    features.trampolines = lambda: Feature(  # type: ignore[assignment]
+        "trampolines", FeatureStatus.NO, "kernel 6.18.44 refused a fentry program on "
+        "bpf_fentry_test1: EPERM (Operation not permitted)", "use kprobes or tracepoints")
+    kprobe.kprobes_supported = lambda: False
+    try:
+        Hook.from_spec("fentry:do_sys_openat2").check_supported()
+    finally:
+        features.trampolines = real  # type: ignore[method-assign]
+        kprobe.kprobes_supported = real_kprobes
+
+
 def _no_kprobes() -> None:
     from ebpfhooks.kernel import features
     from ebpfhooks.kernel.features import Feature, FeatureStatus
@@ -196,6 +213,9 @@ CASES: list[tuple[str, str, str, Callable[[], str]]] = [
     ("NotSupportedError", "`kprobe:do_sys_openat2` on a kernel without CONFIG_KPROBES",
      "use `err.alternative`, or a kernel with the feature",
      _raises("NotSupportedError", _no_kprobes)),
+    ("NotSupportedError", "`fentry:do_sys_openat2` on a kernel without BPF trampolines "
+     "(and without kprobes)", "use `err.alternative`, or a kernel with the feature",
+     _raises("NotSupportedError", _no_trampolines)),
     ("TracefsNotMountedError", "`tracepoint:syscalls:sys_enter_openat` with tracefs "
      "unmounted (`unshare -m`)", "mount tracefs (or `ebpfhooks doctor --fix`)",
      _in_subprocess("TracefsNotMountedError",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
@@ -533,12 +534,13 @@ def test_kprobe_fallback_chooses_a_hook_and_says_why(live: None) -> None:
 
 
 def test_kprobe_fallback_keeps_a_suggested_raw_tracepoint(live: None) -> None:
-    """The example keys its functions by kind word: a suggested raw tracepoint joins the chain."""
+    """The example keys its functions by kind word: a suggested raw tracepoint (as tp_btf,
+    typed, where the kernel has BTF) joins the chain."""
     import importlib.util
 
     import ebpfhooks
 
-    if ebpfhooks.suggest("sched_entry_tp").recommended != "rawtracepoint:sched_entry_tp":
+    if ebpfhooks.suggest("sched_entry_tp").recommended != "tp_btf:sched_entry_tp":
         not_possible("this kernel has no raw tracepoint sched_entry_tp to suggest")
     spec = importlib.util.spec_from_file_location("kprobe_fallback",
                                                   ROOT / "examples/kprobe_fallback.py")
@@ -546,8 +548,8 @@ def test_kprobe_fallback_keeps_a_suggested_raw_tracepoint(live: None) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     chain, _note = module.build_chain("sched_entry_tp")
-    assert str(chain) == "kprobe:sched_entry_tp | rawtracepoint:sched_entry_tp"
-    assert [a.fn_name for a in chain] == ["on_kprobe", "on_raw_tp"]
+    assert str(chain) == "kprobe:sched_entry_tp | tp_btf:sched_entry_tp"
+    assert [a.fn_name for a in chain] == ["on_kprobe", "on_tp_btf"]
 
 
 def test_kprobe_fallback_lists_every_reason_when_nothing_fits(live: None) -> None:
@@ -564,6 +566,133 @@ def test_kprobe_fallback_lists_every_reason_when_nothing_fits(live: None) -> Non
     reason = ("symbol 'ehk_no_such_function_x' not found in /proc/kallsyms" if features.kprobes()
               else "cannot attach: this kernel has no kprobe support")
     assert out.stderr.splitlines()[1].startswith(f"  kprobe:ehk_no_such_function_x: {reason}")
+
+
+OPENS = """
+import os, sys
+sys.stdin.readline()
+for _ in range(int(sys.argv[1])):
+    os.close(os.open("/dev/null", os.O_RDONLY))
+for _ in range(int(sys.argv[2])):
+    try:
+        os.open("/ehk-no-such-file", os.O_RDONLY)
+    except FileNotFoundError:
+        pass
+print("done", flush=True)
+"""
+
+
+@pytest.mark.guest
+def test_fentry_opens_counts_opens_and_failures(live: None) -> None:
+    """fentry/fexit where the kernel has BPF trampolines (the VM tier), else the fallback
+    tracepoints (this machine), each saying what it passed over."""
+    from ebpfhooks.kernel import features
+
+    n, missing = 200, 30
+    opener = subprocess.Popen([sys.executable, "-c", OPENS, str(n), str(missing)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        run = Run("fentry_opens.py", "--duration", "3", "--top", "1000")
+        run.wait_for(lambda line: line.startswith("counting opens for 3 s"), timeout=120)
+        assert opener.stdin is not None and opener.stdout is not None
+        opener.stdin.write("go\n")
+        opener.stdin.flush()
+        assert opener.stdout.readline() == "done\n"
+        assert opener.wait(timeout=10) == 0
+    finally:
+        if opener.poll() is None:
+            opener.kill()
+            opener.wait()
+    assert run.finish() == 0, run.stderr
+    if features.trampolines():
+        assert run.lines[:2] == ["attached fentry:do_sys_openat2 -> on_fentry",
+                                 "attached fexit:do_sys_openat2 -> on_fexit"]
+    else:
+        assert run.lines[0].startswith(
+            "passed over fentry:do_sys_openat2: fentry:do_sys_openat2 cannot attach: this "
+            "kernel has no BPF trampolines"), run.lines[0]
+        assert run.lines[1] == "attached tracepoint:syscalls:sys_enter_openat -> on_enter"
+        assert run.lines[2].startswith("passed over fexit:do_sys_openat2: ")
+        assert run.lines[3] == "attached tracepoint:syscalls:sys_exit_openat -> on_exit"
+    rows = {line.split()[0]: line.split()[1:] for line in run.lines
+            if line.split() and line.split()[0].isdigit() and len(line.split()) == 4}
+    _comm, opens, failed = rows[str(opener.pid)]
+    assert n + missing <= int(opens) <= n + missing + 5, run.stdout
+    assert int(failed) == missing, run.stdout
+    assert re.fullmatch(r"\d+ opens \(\d+ failed\) from \d+ processes", run.lines[-1])
+
+
+@pytest.mark.guest
+def test_exec_tpbtf_shows_each_exec_with_its_typed_argument(live: None) -> None:
+    run = Run("exec_tpbtf.py", "--duration", "120")   # Ctrl-C ends it (the VM tier is slow)
+    assert run.attached() == ("attached tp_btf:sched_process_exec -> on_exec via bpf_link: "
+                              "tracing exec for 120 s")
+    child = subprocess.run(["/bin/sh", "-c", 'echo "$$"; exec /usr/bin/env true'],
+                           capture_output=True, text=True, check=True)
+    pid = child.stdout.strip()
+    run.wait_for(lambda line: line.split()[:1] == [pid] and line.endswith(" true"))
+    run.signal(signal.SIGINT)
+    assert run.finish() == 0, run.stderr
+    assert run.lines[1].split() == ["PID", "OLD", "PID", "COMM"]
+    mine = [line.split() for line in run.lines[2:-1] if line.split()[0] == pid]
+    # the fork's exec of sh, sh's exec of env, env's exec of true: old pid is the pid
+    assert mine == [[pid, pid, "sh"], [pid, pid, "env"], [pid, pid, "true"]], run.stdout
+    assert run.lines[-1].endswith(" execs seen")
+
+
+DENIED_CHILD = """
+import ctypes, os, sys
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)   # PR_SET_NAME: the comm
+sys.stdin.readline()
+try:
+    os.close(os.open("/dev/null", os.O_RDONLY))
+    print("allowed", flush=True)
+except PermissionError as err:
+    print("denied", err.errno, flush=True)
+"""
+
+
+def _open_as(comm: str) -> str:
+    out = subprocess.run([sys.executable, "-c", DENIED_CHILD, comm], input="go\n",
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.mark.guest
+def test_lsm_deny_denies_one_command_until_it_exits(live: None) -> None:
+    from ebpfhooks.kernel import features
+
+    comm = f"ehkdeny{os.getpid() % 100000}"
+    run = Run("lsm_deny.py", "--comm", comm, "--duration", "120")   # Ctrl-C ends it
+    if not features.trampolines():   # this machine: the BPF LSM is on, trampolines are not
+        assert run.finish() == 1
+        assert run.stderr.startswith("lsm_deny: lsm:file_open cannot attach: this kernel has "
+                                     "no BPF trampolines, which LSM programs run from ("), \
+            run.stderr
+        assert run.stderr.rstrip().endswith("; the BPF LSM itself is active")
+        assert _open_as(comm) == "allowed"
+        return
+    assert run.attached() == (f"attached lsm:file_open -> deny_open: denying file opens by "
+                              f"{comm!r} for 120 s")
+    child = subprocess.Popen([sys.executable, "-c", DENIED_CHILD, comm], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    out, _ = child.communicate("go\n", timeout=60)
+    assert out.strip() == f"denied {errno.EPERM}"
+    assert _open_as(f"ehkother{os.getpid() % 100000}") == "allowed"   # other commands
+    run.signal(signal.SIGINT)
+    assert run.finish() == 0, run.stderr
+    assert [child.pid, 1] in [[int(x) for x in line.split()] for line in run.lines[2:-1]]
+    assert run.lines[-1] == f"detached: 1 opens denied to {comm!r} in 1 processes"
+    assert _open_as(comm) == "allowed"   # detached
+
+
+def test_lsm_deny_refuses_a_bad_command_name() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "examples/lsm_deny.py"), "--comm",
+                          "x" * 16], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr == (f"lsm_deny: --comm {'x' * 16!r}: a command name is 1 to 15 bytes "
+                          "(what ps -o comm shows)\n")
 
 
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py"))

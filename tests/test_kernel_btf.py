@@ -102,6 +102,12 @@ def test_fixture_signatures() -> None:
         "char name[16], ...)")
     assert btf.function_signature("none") == "void none(void)"
     assert btf.function_signature("nope") is None
+    assert btf.function_return_type("do_sys_openat2") == "long"
+    assert btf.function_return_type("none") == "void"
+    assert btf.function_return_type("nope") is None
+    assert btf.function_arity("do_sys_openat2") == (3, False)
+    assert btf.function_arity("many") == (5, True) and btf.function_arity("none") == (0, False)
+    assert btf.function_arity("nope") is None
     assert btf.function_params("do_sys_openat2") == [
         ("int", "dfd"), ("const char *", "filename"), ("struct open_how *", "how")]
     assert btf.type_name(10) == "sz" and btf.type_name(11) == "enum color"
@@ -326,6 +332,8 @@ def test_split_btf_ids_and_strings_continue_after_the_base() -> None:
     # only its own types: vmlinux's "many" is not the module's, its do_sys_openat2 is
     assert mod.type_id("many", "func") is None
     assert mod.type_id("do_sys_openat2", "func") == 37
+    assert mod.function_names() == ["mod_xmit", "do_sys_openat2"]  # its own FUNCs only
+    assert base.function_names() == ["do_sys_openat2", "many", "none"]
     # rendering reaches into the base's types and strings
     assert mod.function_signature("mod_xmit") == "long mod_xmit(struct sock * dev, int len)"
     assert mod.raw_tracepoint_args("mod_tp") == ["int"]

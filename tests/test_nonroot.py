@@ -92,6 +92,16 @@ CALLS: dict[str, tuple[str, str]] = {
     **{f"{kind}.attach": (f"HOOKS[{i}].attach(Program(BPF, 'f'))", "denied")
        for i, kind in enumerate(("tracepoint", "raw_tracepoint", "kprobe", "kretprobe",
                                  "uprobe", "uretprobe", "xdp", "raw_socket", "usdt"))},
+    **{f"{cls}.resolve": (f"{cls}('{target}').resolve()", "answer") for cls, target in (
+        ("Fentry", "do_sys_openat2"), ("Fexit", "do_sys_openat2"),
+        ("TpBtf", "sched_process_exec"), ("Lsm", "file_open"))},
+    **{f"{spec.split(':')[0]}.attach": (f"from_spec('{spec}').attach(Program(BPF, 'f'))",
+                                        "denied")
+       for spec in ("fentry:do_sys_openat2", "fexit:do_sys_openat2",
+                    "tp_btf:sched_process_exec", "lsm:file_open")},
+    "info(tp_btf)": ("str(info('tp_btf:sched_process_exec'))", "answer"),
+    "info(fentry)": ("str(info('fentry:do_sys_openat2'))", "answer"),
+    "list_hooks(lsm)": ("list_hooks('lsm:file_*')", "answer"),
     "attach_all": ("attach_all(HOOKS[:2], BPF, 'f')", "denied"),
     "first_of.attach": ("first_of('kprobe:do_sys_openat2', "
                         "'tracepoint:syscalls:sys_enter_openat').attach(BPF, 'f')",
@@ -160,6 +170,8 @@ COVERS: dict[str, list[str]] = {
     "Profile": ["Profile.resolve", "profile.attach"], "Interval": ["Interval.resolve"],
     "Software": ["Software.resolve", "list_hooks(software)"],
     "Hardware": ["info(hardware)", "hardware.attach"],
+    **{cls: [f"{cls}.resolve", f"{word}.attach"] for cls, word in (
+        ("Fentry", "fentry"), ("Fexit", "fexit"), ("TpBtf", "tp_btf"), ("Lsm", "lsm"))},
 }
 PURE = {"KINDS", "Address", "FileOffset", "Symbol", "XdpMode", "__version__",
         *(n for n in ebpfhooks.__all__ if n.endswith("Error"))}

@@ -672,7 +672,7 @@ def test_module_is_light() -> None:
 
 
 def test_doctor_asks_the_kinds_own_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    """perf_hardware is not one of doctor's checks: the hardware row asks it itself."""
+    """perf_hardware is not one of doctor's checks: the hardware kind's own check decides."""
     from ebpfhooks import doctor
     from ebpfhooks.kernel import features
     from ebpfhooks.kernel.features import Feature, FeatureStatus
@@ -684,8 +684,8 @@ def test_doctor_asks_the_kinds_own_probe(monkeypatch: pytest.MonkeyPatch) -> Non
     facts = {n: Feature(n, FeatureStatus.YES, "ok") for n in ("privileges", "bcc", "kprobes")}
     kinds = doctor.kinds(facts)
     assert (kinds["hardware"].status, kinds["hardware"].reason, kinds["hardware"].fix) == (
-        FeatureStatus.NO, "needs perf_hardware, which is 'no' (no hardware PMU)",
-        "use software events")
+        FeatureStatus.NO, "this kernel lacks a CPU PMU (hardware perf events)",
+        "use software:cpu-clock instead")
     assert kinds["profile"].reason == "privileges, bcc, perf_software ok"
 
 

@@ -147,6 +147,10 @@ def test_hooks_md_facts_are_class_data() -> None:
         "usdt": ("USDT.enable_probe", True, "very low"),
         **{k: ("attach_perf_event", True, "low")
            for k in ("profile", "interval", "software", "hardware")},
+        "fentry": ("attach_kfunc", False, "very low"),
+        "fexit": ("attach_kretfunc", False, "very low"),
+        "tp_btf": ("attach_raw_tracepoint", True, "low"),
+        "lsm": ("attach_lsm", False, "very low"),
     }
     for cls in ebpfhooks.KINDS:
         assert cls.hooks and cls.fires and cls.min_kernel > (3, 0)
@@ -179,14 +183,15 @@ def test_error_unknown_kind_suggests_closest() -> None:
         "    kprob:vfs_read\n"
         "    ^~~~~\n"
         "did you mean 'kprobe'? kinds: kprobe, kretprobe, tracepoint, rawtracepoint, "
-        "xdp, uprobe, uretprobe, raw_socket, usdt, profile, interval, software, hardware"
+        "xdp, uprobe, uretprobe, raw_socket, usdt, profile, interval, software, hardware, "
+        "fentry, fexit, tp_btf, lsm"
     )
 
 
 def test_error_other_tools_kind() -> None:
-    msg = _error("fentry:vfs_read")
-    assert "ebpfhooks does not attach 'fentry' hooks" in msg
-    assert "    ^~~~~~" in msg
+    msg = _error("iter:task")
+    assert "ebpfhooks does not attach 'iter' hooks" in msg
+    assert "    ^~~~\n" in msg
 
 
 def test_error_missing_part() -> None:

@@ -6,7 +6,8 @@ it, what must be recorded to outlive a crash); the :class:`ebpfhooks.Link` owns 
 records ownership. The modules, by what they attach:
 
 * :mod:`~ebpfhooks._bcc.core`: importing bcc, loading a function, typed errors;
-* :mod:`~ebpfhooks._bcc.tracing`: kprobes, tracepoints, raw tracepoints, perf events;
+* :mod:`~ebpfhooks._bcc.tracing`: kprobes, tracepoints, raw tracepoints, perf events,
+  BTF programs (fentry/fexit, tp_btf, LSM);
 * :mod:`~ebpfhooks._bcc.uprobes`: uprobes one by one or in groups, USDT probes;
 * :mod:`~ebpfhooks._bcc.net`: XDP and raw sockets.
 
@@ -38,6 +39,7 @@ from ebpfhooks._bcc.net import (
     xdp_attach_mode,
 )
 from ebpfhooks._bcc.tracing import (
+    attach_btf_program,
     attach_kprobe,
     attach_perf_event,
     attach_raw_tracepoint,
@@ -61,6 +63,7 @@ __all__ = [
     "XDP_ATTACH_MODES",
     "Attachment",
     "UprobeOutcome",
+    "attach_btf_program",
     "attach_kprobe",
     "attach_perf_event",
     "attach_raw_socket",

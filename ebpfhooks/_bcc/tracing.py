@@ -8,6 +8,7 @@ Minimum kernel: 4.1 (kprobes), 4.7 (tracepoints), 4.17 (raw tracepoints), 4.9 (p
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from ebpfhooks._bcc.core import (
     _attach_error,
     _autoloaded,
     _load_func,
+    compiled_insns,
 )
 from ebpfhooks.errors import (
     AttachError,
@@ -150,3 +152,76 @@ def attach_perf_event(
     events = bpfsys.perf_event_attach(fn.fd, ev_type, config, sample_period=sample_period,
                                       sample_freq=sample_freq, pid=pid, cpus=cpus, what=what)
     return Attachment(events.close, via="perf_event")
+
+
+# ---------------------------------------------------------------- tracing programs (BTF)
+# fentry/fexit, tp_btf, LSM: bcc-compiled instructions loaded with attach_btf_id
+
+
+def attach_btf_program(
+    bpf: Any,
+    fn_name: str,
+    *,
+    prog_type: int,
+    attach_type: int,
+    type_id: int,
+    btf_object: str,
+    what: str,
+    autoload: tuple[str, str] | None = None,
+) -> Attachment:
+    """Load what bcc compiled for ``fn_name`` as a program at a BTF target; attach it.
+
+    fentry/fexit and tp_btf are ``BPF_PROG_TYPE_TRACING`` programs, LSM programs
+    ``BPF_PROG_TYPE_LSM``; ``attach_type`` is their expected attach type and ``type_id``
+    the target's id in the kernel BTF object ``btf_object`` (``"vmlinux"`` or a module,
+    whose BTF fd is passed as ``attach_btf_obj_fd``). The instructions are bcc's
+    (:func:`compiled_insns`), loaded with ``BPF_PROG_LOAD`` by :mod:`ebpfhooks.bpfsys`,
+    so the function may have any name (bcc itself loads such programs only when named
+    ``kfunc__FUNC``, ``kretfunc__FUNC`` or ``lsm__HOOK``, the name giving the target),
+    and attached with ``BPF_RAW_TRACEPOINT_OPEN``. The attachment owns both fds (``fd``
+    is the link's): closing them detaches and unloads.
+
+    ``autoload`` is ``(bcc's table, the function name bcc would have attached here)``:
+    a function of that name bcc attached itself when it compiled the module
+    (``KFUNC_PROBE(vfs_read)``) is adopted; another function named for bcc's
+    autoloading is refused (:func:`_autoloaded`).
+
+    Raises :class:`HookPermissionError`, :class:`ebpfhooks.NotSupportedError` (no BPF
+    trampolines), :class:`ProgramError` (the verifier's log tail: e.g. an argument the
+    function does not have) and :class:`AttachError`.
+    """
+    fn_b = fn_name.encode()
+    if autoload is not None:
+        table, bcc_name = autoload
+        if fn_name == bcc_name and fn_b in _bccshim.attached(bpf, table):
+
+            def detach_adopted() -> None:
+                fd = _bccshim.attached(bpf, table).pop(fn_b, None)
+                if fd is not None:  # else bcc's own cleanup already ran
+                    os.close(fd)
+
+            return Attachment(detach_adopted, via="bcc autoload")
+    auto = _autoloaded(fn_name, what)
+    if auto is not None:
+        raise auto
+    insns, license = compiled_insns(bpf, fn_name)
+    obj_fd = bpfsys.btf_obj_fd(btf_object) if btf_object != "vmlinux" else 0
+    try:
+        prog = bpfsys.prog_load(prog_type, insns, license=license, name=fn_name,
+                                expected_attach_type=attach_type, attach_btf_id=type_id,
+                                attach_btf_obj_fd=obj_fd, what=f"loading {fn_name!r} for {what}")
+    finally:
+        if obj_fd:
+            os.close(obj_fd)
+    try:
+        link = bpfsys.raw_tracepoint_open(prog, None, what=f"attaching {what}")
+    except BaseException:
+        os.close(prog)
+        raise
+    fds = [link, prog]
+
+    def detach() -> None:
+        while fds:  # the link first (detaches), then the program (unloads)
+            os.close(fds.pop(0))
+
+    return Attachment(detach, via="bpf_link", fd=link)

@@ -11,9 +11,10 @@ Triggers (a small C program compiled with gcc at first use into
 ``~/.cache/ebpfhooks/bench``, so the interpreter's own overhead never enters
 the loop; it pins itself to one CPU):
 
-- tracepoint ``syscalls:sys_enter_getppid``, raw tracepoint ``sys_enter``
-  (filtered to getppid), kprobe and kretprobe on ``sys_getppid``: a loop of
-  ``getppid()`` syscalls;
+- tracepoint ``syscalls:sys_enter_getppid``, raw tracepoint and tp_btf ``sys_enter``
+  (filtered to getppid), kprobe and kretprobe on ``sys_getppid``, fentry and fexit
+  on its kernel function (``__x64_sys_getppid``, or ``__task_pid_nr_ns``, which it
+  calls once, where BTF has no FUNC of it): a loop of ``getppid()`` syscalls;
 - uprobe and uretprobe: a loop of calls of ``ehk_bench_target()`` in the trigger;
 - xdp (generic/skb mode) and raw_socket: 60-byte frames sent with an AF_PACKET
   socket over a veth pair made for the run (unique names, deleted afterwards);
@@ -21,8 +22,8 @@ the loop; it pins itself to one CPU):
 
 The programs count only the trigger's own events (its pid for syscalls, its
 EtherType for frames), so other processes cannot inflate the proof. Kinds the
-kernel cannot attach (kprobes without ``CONFIG_KPROBES``) are reported as not
-supported, with the reason, and the rest go on.
+kernel cannot attach (kprobes without ``CONFIG_KPROBES``, fentry/fexit without BPF
+trampolines) are reported as not supported, with the reason, and the rest go on.
 
 Needs root, bcc and gcc. Minimum kernel: that of each kind (4.17 for raw
 tracepoints, 5.9 for the XDP link used by default).

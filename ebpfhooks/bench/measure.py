@@ -36,7 +36,8 @@ __all__ = ["BATCHES", "BATCH_EVENTS", "CLOCKS", "PROGRAM_SOURCE", "parse_kinds",
 
 _MODE = {"kprobe": "syscall", "kretprobe": "syscall", "tracepoint": "syscall",
          "rawtracepoint": "syscall", "uprobe": "call", "uretprobe": "call",
-         "xdp": "send", "raw_socket": "send"}
+         "xdp": "send", "raw_socket": "send", "fentry": "syscall", "fexit": "syscall",
+         "tp_btf": "syscall"}
 
 #: Events per timed batch at scale 1.0 (each batch takes ~10-60 ms here).
 BATCH_EVENTS = {"syscall": 50_000, "call": 10_000, "send": 10_000}
@@ -44,7 +45,8 @@ BATCHES = 5
 
 _FN = {"kprobe": "bench_kprobe", "kretprobe": "bench_kretprobe", "tracepoint": "bench_tp",
        "rawtracepoint": "bench_rawtp", "xdp": "bench_xdp", "uprobe": "bench_uprobe",
-       "uretprobe": "bench_uretprobe", "raw_socket": "bench_socket"}
+       "uretprobe": "bench_uretprobe", "raw_socket": "bench_socket",
+       "fentry": "bench_fentry", "fexit": "bench_fexit", "tp_btf": "bench_tpbtf"}
 
 #: How a batch is timed: the trigger's CPU time (default) or wall time.
 CLOCKS = ("cpu", "wall")
@@ -55,7 +57,7 @@ PROGRAM_SOURCE = r"""/* ebpfhooks bench: minimal counting programs, one per kind
 #include <uapi/linux/ptrace.h>
 #include <uapi/linux/bpf.h>
 
-BPF_PERCPU_ARRAY(hits, u64, 8);
+BPF_PERCPU_ARRAY(hits, u64, 16);
 BPF_ARRAY(cfg, u32, 1);   /* cfg[0]: the trigger's pid */
 
 static inline int mine(void) {
@@ -89,10 +91,39 @@ int bench_socket(struct __sk_buff *skb) {
     if (load_half(skb, 12) == ETHERTYPE) hit(7);
     return 0;
 }
+/* BTF-typed programs, loaded by ebpfhooks at a BTF id: u64 *ctx holds the arguments */
+int bench_fentry(u64 *ctx) { if (mine()) hit(8); return 0; }
+int bench_fexit(u64 *ctx) { if (mine()) hit(9); return 0; }
+int bench_tpbtf(u64 *ctx) {   /* tp_btf:sys_enter(struct pt_regs *regs, long id) */
+    if (ctx[1] == NR_GETPPID && mine()) hit(10);
+    return 0;
+}
 """
 
 
+#: What getppid(2) calls once per syscall, for fentry/fexit where the kernel's BTF has no
+#: FUNC of the syscall's own function (Debian's 6.1 has none for ``__x64_sys_getppid``).
+GETPPID_CALLEE = "__task_pid_nr_ns"
+
+
+def _getppid_function() -> str:
+    """The kernel function the fentry/fexit rows hook, once per getppid() syscall: the
+    syscall's own (``__x64_sys_getppid`` on x86-64: what ``kprobe:sys_getppid`` resolves
+    to) where the kernel's BTF has it, else :data:`GETPPID_CALLEE`."""
+    from ebpfhooks.errors import EbpfHooksError
+    from ebpfhooks.kernel.btf import tracing_function_id
+    from ebpfhooks.kernel.kallsyms import index
+
+    try:
+        own = index().syscall_prefix() + "getppid"
+        return own if tracing_function_id(own, "vmlinux") is not None else GETPPID_CALLEE
+    except EbpfHooksError:
+        return GETPPID_CALLEE
+
+
 def _spec(kind: str, receiver: str | None, trigger: Path) -> str:
+    if kind in ("fentry", "fexit"):
+        return f"{kind}:{_getppid_function()}"
     return {
         "kprobe": "kprobe:sys_getppid",
         "kretprobe": "kretprobe:sys_getppid",
@@ -102,6 +133,7 @@ def _spec(kind: str, receiver: str | None, trigger: Path) -> str:
         "uprobe": f"uprobe:{trigger}:{TARGET_FUNCTION}",
         "uretprobe": f"uretprobe:{trigger}:{TARGET_FUNCTION}",
         "raw_socket": f"raw_socket:{receiver}",
+        "tp_btf": "tp_btf:sys_enter",
     }[kind]
 
 
@@ -145,7 +177,7 @@ def run(
 ) -> BenchReport:
     """Measure the extra ns per event of each kind the kernel supports.
 
-    ``kinds``: kind names (default: all eight); ``rounds``: alternating
+    ``kinds``: kind names (default: every kind of :data:`KIND_ORDER`); ``rounds``: alternating
     without/with rounds (each ``5`` timed batches; see below for the default);
     ``scale`` multiplies the events per batch; ``cpu``: the CPU the trigger is pinned
     to (default: the last one this process may use; ``None``: not pinned). ``clock``: ``"cpu"``

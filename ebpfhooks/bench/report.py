@@ -24,7 +24,7 @@ __all__ = ["DEFAULT_ROUNDS", "KIND_ORDER", "TRIGGERS", "BenchReport", "KindResul
 
 #: The kinds the bench measures, in the registry's order (ebpfhooks.hooks.KINDS).
 KIND_ORDER = ("kprobe", "kretprobe", "tracepoint", "rawtracepoint", "xdp", "uprobe",
-              "uretprobe", "raw_socket")
+              "uretprobe", "raw_socket", "fentry", "fexit", "tp_btf")
 
 
 def rating(kind: str) -> str:
@@ -50,6 +50,9 @@ TRIGGERS: dict[str, str] = {
     "uprobe": "call of a C function",
     "uretprobe": "call of a C function",
     "raw_socket": "60-byte frame over veth",
+    "fentry": "getppid() syscall",
+    "fexit": "getppid() syscall",
+    "tp_btf": "getppid() syscall",
 }
 
 #: Rounds per kind by default, by trigger. The median of many short rounds repeats

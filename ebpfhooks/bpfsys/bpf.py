@@ -290,9 +290,11 @@ def _load_error(code: int, log: str, attr: ProgLoadAttr, what: str) -> Exception
             return _permission(f"{what} ({kind})", code, missing, CAPS_TRACING
                                if prog_type in _TRACING_TYPES else "CAP_BPF (or CAP_SYS_ADMIN)")
         if attach in TRAMPOLINE_ATTACH_TYPES and prog_type in (BPF_PROG_TYPE_TRACING,
-                                                                BPF_PROG_TYPE_LSM):
-            # Privileged and refused: for fentry/fexit/LSM the kernel answers EPERM when
-            # it cannot set up the trampoline's ftrace direct call for the target.
+                                                                BPF_PROG_TYPE_LSM) and not tail:
+            # Privileged and refused without a verifier log: for fentry/fexit/LSM the
+            # kernel answers EPERM when it cannot set up the trampoline's ftrace direct
+            # call for the target. With a log, the verifier refused the program itself
+            # (EACCES: "invalid bpf_context access", an argument the function has not).
             return _no_trampolines(what, kind, code, tail)
         if tail:
             return ProgramError(f"{what}: the verifier rejected {kind} "

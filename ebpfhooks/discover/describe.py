@@ -85,7 +85,14 @@ def info(spec: str) -> HookInfo:
       ``ctx->args[i]``'s C type from BTF;
     - uprobe/uretprobe: file, symbol, virtual address, file offset, size, binding,
       type, version;
-    - xdp/raw_socket: the interface index and any XDP program already attached.
+    - xdp/raw_socket: the interface index and any XDP program already attached;
+    - fentry/fexit: the BTF FUNC (type id, vmlinux or module), the C signature, each
+      argument as the program reads it (``ctx[i]``) and, for fexit, the return value
+      (``ctx[N]``), the ``BPF_PROG`` line, ``available_filter_functions`` and the
+      stable alternative;
+    - tp_btf: the ``btf_trace_`` typedef, each argument's C type (``ctx[i]``) and the
+      tracefs event of that name;
+    - lsm: the ``bpf_lsm_`` FUNC, the hook's arguments and what its return value does.
 
     Raises :class:`SpecError` (wildcards: use :func:`ebpfhooks.list_hooks`) and the
     lookup errors of the hook's ``resolve()`` for a missing tracepoint, binary or

@@ -17,11 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ebpfhooks.hooks._btfprog import BtfResolution
 from ebpfhooks.hooks.base import Hook, Pattern, Resolution
+from ebpfhooks.hooks.fentry import Fentry, Fexit
 from ebpfhooks.hooks.kprobe import Kprobe, KprobeResolution, Kretprobe
+from ebpfhooks.hooks.lsm import Lsm
 from ebpfhooks.hooks.perf import Hardware, Interval, PerfEventResolution, Profile, Software
 from ebpfhooks.hooks.rawsocket import RawSocket
 from ebpfhooks.hooks.rawtracepoint import RawTracepoint, RawTracepointResolution
+from ebpfhooks.hooks.tpbtf import TpBtf
 from ebpfhooks.hooks.tracepoint import Tracepoint, TracepointResolution
 from ebpfhooks.hooks.uprobe import (
     Address,
@@ -39,15 +43,15 @@ KINDS: tuple[type[Hook], ...] = (
     Kprobe, Kretprobe, Tracepoint, RawTracepoint, Xdp, Uprobe, Uretprobe, RawSocket,
     Usdt,
     Profile, Interval, Software, Hardware,
+    Fentry, Fexit, TpBtf, Lsm,
 )
 
 #: Kinds other tools know that ebpfhooks does not attach (a clear refusal, not a typo).
 OTHER_KINDS = frozenset({
-    "fentry", "fexit", "kfunc", "kretfunc", "f", "fr",
-    "watchpoint", "asyncwatchpoint", "begin", "end", "lsm",
+    "watchpoint", "asyncwatchpoint", "begin", "end",
     "ksyscall", "kretsyscall", "kprobe.multi", "kretprobe.multi", "uprobe.multi",
     "uretprobe.multi", "uprobe.s", "uretprobe.s", "fentry.s", "fexit.s", "tc", "tcx",
-    "cgroup", "iter", "struct_ops", "sk_skb", "sk_msg", "perf_event", "tp_btf", "socket",
+    "cgroup", "iter", "struct_ops", "sk_skb", "sk_msg", "perf_event", "socket",
     "flow_dissector", "netfilter",
 })
 
@@ -120,6 +124,9 @@ __all__ = [
     "KINDS",
     "REGISTRY",
     "Address",
+    "BtfResolution",
+    "Fentry",
+    "Fexit",
     "FileOffset",
     "Hardware",
     "Hook",
@@ -130,6 +137,7 @@ __all__ = [
     "Kretprobe",
     "Link",
     "LinkGroup",
+    "Lsm",
     "Pattern",
     "PerfEventResolution",
     "Profile",
@@ -141,6 +149,7 @@ __all__ = [
     "Resolution",
     "Software",
     "Symbol",
+    "TpBtf",
     "Tracepoint",
     "TracepointResolution",
     "Uprobe",

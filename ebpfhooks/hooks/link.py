@@ -262,11 +262,12 @@ class Link(_DetachOnExit):
 
     ``fd`` is the raw socket's file descriptor for ``raw_socket`` hooks (read
     packets from it), the bpf_link's fd for ``xdp`` hooks attached through a
-    link and for uprobes a group attached through one (``via`` ``"uprobe_multi"``
-    or ``"perf_link"``), ``None`` otherwise. ``hook``, ``resolution`` and
-    ``program`` say what was attached where; ``cookie`` is the BPF cookie the
-    program reads with ``bpf_get_attach_cookie(ctx)`` (a group's uprobes get their
-    index in the group's hooks; ``None`` when attached without one);
+    link, for the BTF kinds (fentry, fexit, tp_btf, lsm) and for uprobes a group
+    attached through one (``via`` ``"uprobe_multi"`` or ``"perf_link"``), ``None``
+    otherwise. ``hook``, ``resolution`` and ``program`` say what was attached where;
+    ``cookie`` is the BPF cookie the program reads with ``bpf_get_attach_cookie(ctx)``
+    (a group's uprobes get their index in the group's hooks; ``None`` when attached
+    without one);
     ``passed_over`` lists, for a link made by a fallback chain
     (:func:`ebpfhooks.first_of`), each hook passed over with the error that ruled
     it out (empty otherwise).

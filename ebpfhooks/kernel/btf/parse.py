@@ -179,6 +179,19 @@ class Btf:
                 return self._first + i
         return None
 
+    def function_names(self) -> list[str]:
+        """The names of this BTF's own FUNC types, each once, in type id order.
+
+        What a fentry/fexit program may name (``ebpfhooks list 'fentry:*'``); for a
+        module's (split) BTF only the module's functions. Built with the name index.
+
+        >>> vmlinux_btf().function_names()[:2]  # doctest: +SKIP
+        ['__traceiter_initcall_level', '__probestub_initcall_level']
+        """
+        self._named(FUNC, "")
+        assert self._funcs is not None
+        return [name for name in self._funcs if not name.startswith("t:")]
+
     def _named(self, kind: int, name: str) -> int | None:
         """The first type id of ``kind`` (FUNC or TYPEDEF) named ``name``; one index pass."""
         if self._funcs is None:
@@ -225,6 +238,35 @@ class Btf:
         self._budget = _BUDGET
         return [(self.type_name(t) if t or n else "...", self.string(n) if n else "")
                 for n, t in self._proto_params(proto)]
+
+    def function_arity(self, name: str) -> tuple[int, bool] | None:
+        """(number of named parameters, variadic?) of kernel function ``name``, or ``None``.
+
+        Cheap (no type is rendered): what decides whether a BPF trampoline can take the
+        function (at most 6 arguments on x86-64 before 6.6, none variadic).
+
+        >>> vmlinux_btf().function_arity("do_sys_openat2")  # doctest: +SKIP
+        (3, False)
+        """
+        proto = self._proto(name)
+        if proto is None:
+            return None
+        params = self._proto_params(proto)
+        variadic = bool(params) and params[-1] == (0, 0)
+        return len(params) - variadic, variadic
+
+    def function_return_type(self, name: str) -> str | None:
+        """The C return type of kernel function ``name`` (``"void"`` too), or ``None``.
+
+        What a fexit program reads after the arguments (``ctx[len(params)]``).
+
+        >>> vmlinux_btf().function_return_type("do_sys_openat2")  # doctest: +SKIP
+        'long'
+        """
+        proto = self._proto(name)
+        if proto is None:
+            return None
+        return self.type_name(self._record(proto)[4])
 
     def function_signature(self, name: str) -> str | None:
         """The C prototype of kernel function ``name``, or ``None`` if BTF has no FUNC of it.
