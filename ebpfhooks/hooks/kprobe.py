@@ -412,13 +412,13 @@ def kprobes_supported() -> bool:
     """Cheap form of ``features.kprobes()`` (which may decompress /proc/config.gz)."""
     import os
 
-    from ebpfhooks.kernel.mounts import tracefs_root
+    from ebpfhooks.kernel.mounts import tracefs_dir
 
     # features.PMU_DIR: not imported from there, whose attrs costs `ebpfhooks list` ~30 ms
     if os.path.exists("/sys/bus/event_source/devices/kprobe"):
         return True
     try:
-        return (tracefs_root() / "kprobe_events").exists()
+        return os.path.exists(os.path.join(tracefs_dir(), "kprobe_events"))
     except EbpfHooksError:
         from ebpfhooks.kernel import features
         from ebpfhooks.kernel.features import FeatureStatus
