@@ -513,11 +513,12 @@ def btf_signature(symbols: list[str]) -> str | None:
 
 # --------------------------------------------------------------------------- stable alternatives
 
-_CLONE_SUFFIX = re.compile(r"\.(isra|constprop|part|cold|llvm|lto_priv)(\.\d+)*$")
+#: Compiled on first use (re caches it): `ebpfhooks list` never needs it.
+_CLONE_SUFFIX = r"\.(isra|constprop|part|cold|llvm|lto_priv)(\.\d+)*$"
 
 
 def _core_word(symbol: str) -> str:
-    name = _CLONE_SUFFIX.sub("", symbol)
+    name = re.sub(_CLONE_SUFFIX, "", symbol)
     for prefix in (*SYSCALL_PREFIXES, "do_sys_", "ksys_", "__do_", "do_", "__"):
         if name.startswith(prefix):
             name = name[len(prefix):]
