@@ -18,13 +18,15 @@ everywhere or kept something back) prints what it has, notes why, and exits 1.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up time of `list`)
 if TYPE_CHECKING:
+    # argparse is imported where a parser is built: a plain `ebpfhooks list PATTERN`
+    # never needs it (~6 ms with building the parser; see main)
+    import argparse
     from typing import Any, TextIO
 
 __all__ = ["COMMANDS", "Command", "command", "main"]
@@ -103,11 +105,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     Exit status 1 when a kind could not be read by this process (not root): the
     lines printed are then only part of the answer, and a note says what is missing.
     """
+    return _list(args.pattern, args.include_unsupported, args.json)
+
+
+def _list(pattern: str, include_unsupported: bool, as_json: bool) -> int:
     from ebpfhooks.discover import search
 
-    listing = search(args.pattern, include_unsupported=args.include_unsupported)
+    listing = search(pattern, include_unsupported=include_unsupported)
     status = 0 if listing.denied is None else 1
-    if args.json:
+    if as_json:
         _dump(listing.to_dict())
         return status
     out = sys.stdout
@@ -115,8 +121,45 @@ def cmd_list(args: argparse.Namespace) -> int:
     for note in listing.notes:
         _note(note)
     if not listing.hooks and not listing.notes:
-        _note(f"no hook matches {args.pattern!r}")
+        _note(f"no hook matches {pattern!r}")
     return status
+
+
+#: The options of a plain ``list`` command line (see :func:`_plain_list`).
+_LIST_FLAGS = {"--all": "include_unsupported", "--json": "json", "--debug": "debug"}
+
+
+def _plain_list(words: Sequence[str]) -> tuple[str, set[str]] | None:
+    """(pattern, flags) of ``[--debug] list [PATTERN] [--all] [--json] [--debug]``,
+    read without argparse; ``None`` for any other command line.
+
+    >>> _plain_list(["list", "*execve*", "--json"])
+    ('*execve*', {'json'})
+    >>> _plain_list(["list", "--js", "x"]) is None  # argparse reads (and words) the rest
+    True
+
+    Only what argparse would read the same way is taken (options spelled out, at most
+    one pattern, nothing that starts with ``-``): help, abbreviations, ``--`` and every
+    mistake go to argparse, so its messages and exit status 2 are unchanged. Importing
+    argparse and building the parser would cost ~6 ms of a command that ``bpftrace -l``
+    answers in ~45 (docs/performance.md).
+    """
+    flags: set[str] = set()
+    i = 0
+    while i < len(words) and words[i] == "--debug":
+        flags.add("debug")
+        i += 1
+    if i == len(words) or words[i] != "list":
+        return None
+    pattern: str | None = None
+    for word in words[i + 1:]:
+        if word in _LIST_FLAGS:
+            flags.add(_LIST_FLAGS[word])
+        elif word.startswith("-") or pattern is not None:
+            return None
+        else:
+            pattern = word
+    return ("*" if pattern is None else pattern), flags
 
 
 # --------------------------------------------------------------------------- info
@@ -302,6 +345,8 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def _positive_float(text: str) -> float:
+    import argparse
+
     try:
         value = float(text)
     except ValueError:
@@ -312,6 +357,8 @@ def _positive_float(text: str) -> float:
 
 
 def _pid(text: str) -> int:
+    import argparse
+
     if not text.isdigit() or not 0 < int(text) < 1 << 22:
         raise argparse.ArgumentTypeError(f"{text!r} is not a pid (a positive integer)")
     return int(text)
@@ -372,22 +419,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- main
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
+def _formatter() -> type[argparse.HelpFormatter]:
     """argparse's formatter told the width, so that argparse does not import shutil (~5 ms).
 
     The width is what ``shutil.get_terminal_size`` would give: ``$COLUMNS``, else the
-    terminal's, else 80, less 2 (as argparse does).
+    terminal's, else 80, less 2 (as argparse does). Made where a parser is built, as
+    argparse is imported there.
     """
+    import argparse
 
-    def __init__(self, prog: str) -> None:
-        try:
-            columns = int(os.environ["COLUMNS"])
-        except (KeyError, ValueError):
+    class Formatter(argparse.RawDescriptionHelpFormatter):
+        def __init__(self, prog: str) -> None:
             try:
-                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-            except (AttributeError, OSError, ValueError):
-                columns = 80
-        super().__init__(prog, width=max(columns, 20) - 2)
+                columns = int(os.environ["COLUMNS"])
+            except (KeyError, ValueError):
+                try:
+                    columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+                except (AttributeError, OSError, ValueError):
+                    columns = 80
+            super().__init__(prog, width=max(columns, 20) - 2)
+
+    return Formatter
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -399,12 +451,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     ``main`` passes the command it sees in argv as ``only``: building the other seven
     subparsers would cost ~10 ms of a command that bpftrace answers in ~80 ms.
     """
+    import argparse
+
     from ebpfhooks import __version__
 
+    formatter = _formatter()
     parser = argparse.ArgumentParser(
         prog="ebpfhooks",
         description="Find, inspect and count eBPF hook points (run as root).",
-        formatter_class=_Formatter,
+        formatter_class=formatter,
     )
     parser.add_argument("--version", action="version", version=f"ebpfhooks {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -413,7 +468,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if only is not None and cmd.name != only:
             continue
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, epilog=cmd.epilog,
-                           formatter_class=_Formatter)
+                           formatter_class=formatter)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show tracebacks on errors")
         cmd.setup(p)
@@ -434,18 +489,34 @@ def _error_text(err: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C)."""
+    """Run the command line; return the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C).
+
+    A plain ``ebpfhooks list PATTERN`` (:func:`_plain_list`) runs without argparse.
+    """
     from ebpfhooks.errors import EbpfHooksError
 
     words = list(sys.argv[1:] if argv is None else argv)
-    command = next((w for w in words if not w.startswith("-")), None)
-    parser = build_parser(only=command if command in COMMANDS else None)
-    args = parser.parse_args(words)
-    if getattr(args, "run", None) is None:
-        parser.print_help(sys.stderr)
-        return 2
+    plain = _plain_list(words)
+    if plain is not None:
+        pattern, flags = plain
+        debug = "debug" in flags
+
+        def run() -> int:
+            return _list(pattern, "include_unsupported" in flags, "json" in flags)
+    else:
+        command = next((w for w in words if not w.startswith("-")), None)
+        parser = build_parser(only=command if command in COMMANDS else None)
+        args = parser.parse_args(words)
+        if getattr(args, "run", None) is None:
+            parser.print_help(sys.stderr)
+            return 2
+        debug = args.debug
+
+        def run() -> int:
+            status: int = args.run(args)
+            return status
     try:
-        status: int = args.run(args)
+        status = run()
         sys.stdout.flush()
         return status
     except BrokenPipeError:
@@ -456,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (EbpfHooksError, OSError, KeyError) as err:
-        if args.debug:
+        if debug:
             raise
         print(_error_text(err), file=sys.stderr)
         return 1

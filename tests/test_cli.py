@@ -68,6 +68,29 @@ def test_list_bare_word_notes_go_to_stderr(live: None) -> None:
     assert "ebpfhooks: note:" not in proc.stdout
 
 
+#: Modules `ebpfhooks list` does without (bench/bench_discover.py: it must start faster
+#: than `bpftrace -l`): pathlib pulls in urllib and ipaddress, difflib is for did-you-mean
+#: hints, argparse is for every other command line, the BTF type parser for `info`.
+LIST_NEVER_IMPORTS = ("pathlib", "urllib", "ipaddress", "difflib", "argparse", "attrs",
+                      "typing", "bcc", "ebpfhooks.kernel.btf", "ebpfhooks.discover.choose",
+                      "ebpfhooks.discover.describe")
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("pattern", ["tracepoint:syscalls:*", "*execve*"])
+def test_list_imports_only_what_it_needs(live: None, pattern: str) -> None:
+    code = ("import sys; from ebpfhooks.cli import main; status = main(['list', sys.argv[1]]); "
+            "print(status, *sorted(sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, pattern], capture_output=True,
+                          text=True, cwd=REPO, timeout=120)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and len(lines) > 1, proc.stderr
+    status, *modules = lines[-1].split()
+    assert status == "0"
+    assert [m for m in modules if any(m == name or m.startswith(name + ".")
+                                      for name in LIST_NEVER_IMPORTS)] == []
+
+
 @pytest.mark.live
 def test_info_suggest_kallsyms_json(live: None) -> None:
     info = json.loads(_run("info", "tracepoint:sched:sched_switch", "--json").stdout)

@@ -31,6 +31,19 @@ def test_compile_wildcard_is_literal_except_star_and_question() -> None:
     assert compile_wildcard("***").pattern == ".*"
 
 
+def test_matcher_agrees_with_the_wildcard_regex() -> None:
+    """matcher() answers the common shapes (*W*, W*, *W, *) without a regex: same answers."""
+    from ebpfhooks.spec import compile_wildcard, matcher
+
+    names = ["", "a", "execve", "sys_enter_execve", "sys_enter_execveat", "execve_x", "x.y",
+             "a*b", "sys_exit", "ab", "ba", "aXb"]
+    for pattern in ("*", "**", "*execve*", "**execve**", "execve*", "*execve", "sys_*",
+                    "*_x", "a*b", "a*b*", "*a*b", "a?", "*?*", "x.y*", "*.*", "a**", "**b"):
+        test, rx = matcher(pattern), compile_wildcard(pattern)
+        assert test is not None
+        assert [n for n in names if test(n)] == [n for n in names if rx.fullmatch(n)], pattern
+
+
 def _error(pattern: str) -> str:
     with pytest.raises(SpecError) as info:
         parse_pattern(pattern)

@@ -79,6 +79,8 @@ def test_raw_tracepoints_vmlinux_then_modules(tmp_path: Path) -> None:
     assert rawtp.homes("sched_switch", btf_dir=tmp_path) == (None,)
     assert rawtp.homes("nope", btf_dir=tmp_path) == ()
     assert rawtp.raw_tracepoints(btf_dir=tmp_path / "missing") is None
+    assert rawtp.raw_tracepoints(btf_dir=str(tmp_path)) == got  # a str does as well
+    assert Path("/sys/kernel/btf") == rawtp.BTF_DIR  # a Path, made on first use
     (tmp_path / "vmlinux").write_bytes(b"garbage, not BTF, long enough to have a header")
     with pytest.raises(BtfFormatError, match="bad magic"):
         rawtp.raw_tracepoints(reload=True, btf_dir=tmp_path)

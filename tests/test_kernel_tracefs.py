@@ -77,6 +77,12 @@ def test_tracefs_root_from_fake_mount_table(monkeypatch, tmp_path):
     (root / "available_events").write_text("sched:sched_switch\n")
     _fake_mounts(monkeypatch, tmp_path, [f"tracefs {root} tracefs rw 0 0"])
     assert tracefs.tracefs_root() == root
+    assert mounts_mod.tracefs_dir() == str(root)  # what listings use: no pathlib
+    assert mounts_mod.mounted_tracefs() == root
+
+
+def test_mount_table_file_is_a_path() -> None:
+    assert mounts_mod.MOUNTS_FILE == tracefs.MOUNTS_FILE == Path("/proc/self/mounts")
 
 
 def test_tracefs_root_falls_back_to_debugfs(monkeypatch, tmp_path):

@@ -20,16 +20,19 @@ expand, :class:`HookSet`), :mod:`.describe` (:func:`info`) and :mod:`.choose`
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ebpfhooks.discover.choose import Candidate, Suggestion, suggest
-from ebpfhooks.discover.describe import HookInfo, info
-from ebpfhooks.discover.listing import HookSet, Listing, expand, list_hooks, search
-from ebpfhooks.errors import SpecError
+import sys
 
 TYPE_CHECKING = False  # typing is not imported at run time
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+    from ebpfhooks.discover.choose import Candidate, Suggestion, suggest
+    from ebpfhooks.discover.describe import HookInfo, info
+    from ebpfhooks.discover.listing import HookSet, Listing, expand, list_hooks, search
     from ebpfhooks.kernel.kallsyms import KSym
+
+    KALLSYMS_FILE: Path
 
 __all__ = [
     "Candidate",
@@ -45,7 +48,33 @@ __all__ = [
     "suggest",
 ]
 
-KALLSYMS_FILE = Path("/proc/kallsyms")
+#: Public name -> the room that defines it, imported on first use: ``ebpfhooks list``
+#: needs only :mod:`.listing`, not ``suggest``'s and ``info``'s rooms (nor pathlib).
+_ROOMS = {
+    "Candidate": "choose", "Suggestion": "choose", "suggest": "choose",
+    "HookInfo": "describe", "info": "describe",
+    "HookSet": "listing", "Listing": "listing", "expand": "listing",
+    "list_hooks": "listing", "search": "listing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "KALLSYMS_FILE":
+        from ebpfhooks.kernel.kallsyms import KALLSYMS_FILE
+
+        return KALLSYMS_FILE
+    room = _ROOMS.get(name)
+    if room is None:
+        raise AttributeError(f"module 'ebpfhooks.discover' has no attribute {name!r}")
+    module = f"ebpfhooks.discover.{room}"
+    __import__(module)  # importlib itself would cost more than this room's import
+    value = getattr(sys.modules[module], name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_ROOMS) | {"KALLSYMS_FILE"})
 
 
 def kallsyms(
@@ -53,7 +82,7 @@ def kallsyms(
     *,
     module: str | None = None,
     type: str | None = None,
-    path: Path | str = KALLSYMS_FILE,
+    path: Path | str = "/proc/kallsyms",
 ) -> list[KSym]:
     """The kernel symbols matching ``pattern``/``module``/``type``, from /proc/kallsyms.
 
@@ -70,6 +99,9 @@ def kallsyms(
     Raises :class:`SpecError` for a pattern or module that is not a symbol name, and
     :class:`ebpfhooks.HookPermissionError` when the file cannot be read.
     """
+    from pathlib import Path
+
+    from ebpfhooks.errors import SpecError
     from ebpfhooks.kernel import kallsyms as table
     from ebpfhooks.names import check_kernel_symbol, check_module
     from ebpfhooks.spec import SpecText, matcher

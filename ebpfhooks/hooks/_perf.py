@@ -46,8 +46,9 @@ _UAPI_NAMES = {
                          "REF_CPU_CYCLES"),
 }
 
-_NUMBER = re.compile(r"(0[xX][0-9a-fA-F]+|[1-9]e[0-9]+|[0-9]+)")
-_DURATION = re.compile(_NUMBER.pattern + r"([a-z]*)")
+# compiled on first use (re caches them): `ebpfhooks list` imports this module, never them
+_NUMBER = r"(0[xX][0-9a-fA-F]+|[1-9]e[0-9]+|[0-9]+)"
+_DURATION = _NUMBER + r"([a-z]*)"
 _MAX = (1 << 63) - 1
 _MAX_PID = (1 << 22) - 1
 _MAX_CPU = (1 << 16) - 1
@@ -70,7 +71,7 @@ def parse_count(text: str) -> int:
         raise ValueError("missing number")
     if digits.startswith("-"):
         raise ValueError(f"negative number {text!r}")
-    if not _NUMBER.fullmatch(digits):
+    if not re.fullmatch(_NUMBER, digits):
         raise ValueError(f"{text!r} is not a number (decimal, 0x hex or 1e6)")
     if digits[:2] in ("0x", "0X"):
         value = int(digits, 16)
@@ -94,7 +95,7 @@ def parse_duration(text: str) -> int:
 
     Raises ``ValueError`` saying what is wrong (``99hz`` is a rate, not a duration).
     """
-    m = _DURATION.fullmatch(text.replace("_", ""))
+    m = re.fullmatch(_DURATION, text.replace("_", ""))
     if m is None:
         raise ValueError(f"{text!r} is not a number with a time suffix")
     number, suffix = m.group(1), m.group(2)

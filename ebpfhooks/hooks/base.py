@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FrozenError", "Hook", "Pattern", "Resolution", "Value"]
 
-_C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_C_IDENT_CHARS = re.compile(r"[^A-Za-z0-9_]")
+# compiled on first use (re caches them): `ebpfhooks list` never needs them
+_C_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_C_IDENT_CHARS = r"[^A-Za-z0-9_]"
 
 
 class FrozenError(AttributeError):
@@ -365,9 +366,9 @@ class Hook(Value):
         names = self._target_names()
         if names is None:
             return ()
-        bcc_target, target = (_C_IDENT_CHARS.sub("_", n) for n in names)
+        bcc_target, target = (re.sub(_C_IDENT_CHARS, "_", n) for n in names)
         found = (f"{self.bcc_prefix}__{bcc_target}", target, f"on_{target}")
-        return tuple(n for n in dict.fromkeys(found) if _C_IDENT.fullmatch(n))
+        return tuple(n for n in dict.fromkeys(found) if re.fullmatch(_C_IDENT, n))
 
     def info_facts(self, facts: dict[str, Any], text: list[str]) -> None:
         """Add what ``ebpfhooks.info`` reports for this kind (JSON facts, text lines)."""

@@ -412,13 +412,13 @@ def kprobes_supported() -> bool:
     """Cheap form of ``features.kprobes()`` (which may decompress /proc/config.gz)."""
     import os
 
-    from ebpfhooks.kernel.mounts import tracefs_root
+    from ebpfhooks.kernel.mounts import tracefs_dir
 
     # features.PMU_DIR: not imported from there, whose attrs costs `ebpfhooks list` ~30 ms
     if os.path.exists("/sys/bus/event_source/devices/kprobe"):
         return True
     try:
-        return (tracefs_root() / "kprobe_events").exists()
+        return os.path.exists(os.path.join(tracefs_dir(), "kprobe_events"))
     except EbpfHooksError:
         from ebpfhooks.kernel import features
         from ebpfhooks.kernel.features import FeatureStatus
@@ -513,11 +513,12 @@ def btf_signature(symbols: list[str]) -> str | None:
 
 # --------------------------------------------------------------------------- stable alternatives
 
-_CLONE_SUFFIX = re.compile(r"\.(isra|constprop|part|cold|llvm|lto_priv)(\.\d+)*$")
+#: Compiled on first use (re caches it): `ebpfhooks list` never needs it.
+_CLONE_SUFFIX = r"\.(isra|constprop|part|cold|llvm|lto_priv)(\.\d+)*$"
 
 
 def _core_word(symbol: str) -> str:
-    name = _CLONE_SUFFIX.sub("", symbol)
+    name = re.sub(_CLONE_SUFFIX, "", symbol)
     for prefix in (*SYSCALL_PREFIXES, "do_sys_", "ksys_", "__do_", "do_", "__"):
         if name.startswith(prefix):
             name = name[len(prefix):]

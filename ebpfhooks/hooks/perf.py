@@ -47,7 +47,7 @@ __all__ = ["HARDWARE_EVENTS", "MIN_CLOCK_PERIOD_NS", "PERF_TYPE_HARDWARE",
            "PerfCounterHook", "PerfEventHook", "PerfEventResolution", "PerfTimerHook",
            "Profile", "Software", "parse_count", "parse_duration"]
 
-_EVENT_CHAR = re.compile(r"[a-z0-9-]")
+_EVENT_CHAR = r"[a-z0-9-]"  # compiled on first use (re caches it): not at import
 
 #: name -> (config, alias, default period): bpftrace's software events (perf_sw_ids).
 SOFTWARE_EVENTS: dict[str, tuple[int, str, int]] = {
@@ -423,7 +423,7 @@ def _check_event_chars(name: str) -> tuple[int, int, str] | None:
         if ch in WILDCARDS:
             return (i, 1, f"wildcard {ch!r} in a single-hook spec: a hook names exactly one "
                     "event; list them with `ebpfhooks list 'KIND:*'`")
-        if not _EVENT_CHAR.match(ch):
+        if not re.match(_EVENT_CHAR, ch):
             return (i, 1, f"character {ch!r} cannot be in an event name (a-z, 0-9, '-')")
     return None
 

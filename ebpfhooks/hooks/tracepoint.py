@@ -12,7 +12,6 @@ from ebpfhooks.names import Problem, check_trace_name
 TYPE_CHECKING = False  # typing is not imported at run time (`ebpfhooks list` starts fast)
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
     from typing import Any, Self
 
     from ebpfhooks._bcc import Attachment
@@ -135,12 +134,12 @@ class Tracepoint(Hook):
     @classmethod
     def list_matching(cls, pattern: Pattern, found: Found) -> None:
         """The event directories of tracefs (the set ``available_events`` lists)."""
-        from ebpfhooks.kernel.mounts import tracefs_root
+        from ebpfhooks.kernel.mounts import tracefs_dir
         from ebpfhooks.spec import matcher
 
         cat_ok, ev_ok = matcher(pattern["category"]), matcher(pattern["event"])
         assert cat_ok is not None and ev_ok is not None
-        events = tracefs_root() / "events"
+        events = os.path.join(tracefs_dir(), "events")
         for cat, ev in _event_dirs(events, cat_ok):
             if ev_ok(ev):
                 found.add(f"tracepoint:{cat}:{ev}", cls, cat, ev)
@@ -198,7 +197,7 @@ class Tracepoint(Hook):
                                       self.event, what=str(self))
 
 
-def _event_dirs(events: Path, category_ok: Callable[[str], bool]) -> list[tuple[str, str]]:
+def _event_dirs(events: str, category_ok: Callable[[str], bool]) -> list[tuple[str, str]]:
     """(category, event) of the event directories of tracefs, for matching categories.
 
     Walking ``events/`` is the same set as ``available_events`` but ~50 times faster

@@ -1,7 +1,8 @@
 """Where tracefs and debugfs are mounted, and mounting them (``mount -t tracefs ...``).
 
 Kept apart from :mod:`ebpfhooks.kernel.tracefs` (which re-exports everything here) so
-that finding tracefs imports nothing heavy: ``ebpfhooks list`` starts in milliseconds::
+that finding tracefs imports nothing heavy: ``ebpfhooks list`` starts in milliseconds
+(it asks :func:`tracefs_dir`, a str: not even pathlib, whose import takes ~5 ms)::
 
     >>> from ebpfhooks.kernel.mounts import tracefs_root
     >>> tracefs_root()  # doctest: +SKIP
@@ -14,11 +15,17 @@ Minimum kernel: tracefs exists since 4.1; before that the same files are under
 from __future__ import annotations
 
 import os
-import re
 from collections import namedtuple
-from pathlib import Path
 
 from ebpfhooks.errors import HookPermissionError, TracefsNotMountedError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time of `list`)
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import NamedTuple
+
+    #: Where the mount table of this process is read from (a test may set it).
+    MOUNTS_FILE: Path
 
 __all__ = [
     "MOUNTS_FILE",
@@ -28,14 +35,22 @@ __all__ = [
     "mount_tracefs",
     "mounted_tracefs",
     "parse_mounts",
+    "tracefs_dir",
     "tracefs_root",
 ]
 
-#: Where the mount table of this process is read from.
-MOUNTS_FILE = Path("/proc/self/mounts")
+_MOUNTS_FILE = "/proc/self/mounts"
+_TRACEFS_DEFAULT = "/sys/kernel/tracing"
+_DEBUGFS_DEFAULT = "/sys/kernel/debug"
 
-_TRACEFS_DEFAULT = Path("/sys/kernel/tracing")
-_DEBUGFS_DEFAULT = Path("/sys/kernel/debug")
+
+def __getattr__(name: str) -> Path:
+    # MOUNTS_FILE is a Path, made on first use: importing pathlib costs `list` ~5 ms
+    if name == "MOUNTS_FILE":
+        from pathlib import Path
+
+        return Path(_MOUNTS_FILE)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _MOUNT_HELP = (
     "mount them as root with:\n"
@@ -50,10 +65,7 @@ _MOUNT_HELP = (
 # --------------------------------------------------------------------------- mounts
 
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up time of `list`)
 if TYPE_CHECKING:
-    from typing import NamedTuple
-
     class Mount(NamedTuple):
         device: str
         mountpoint: str
@@ -68,12 +80,13 @@ Mount.__doc__ = """One line of ``/proc/self/mounts``: ``device``, ``mountpoint``
     """
 
 
-_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
-
-
 def _unescape_mount_field(field: str) -> str:
     """Undo the kernel's octal escapes (``\\040`` is a space) in a mounts field."""
-    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
+    if "\\" not in field:
+        return field  # nearly every field: no regex compiled, none run
+    import re
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def parse_mounts(text: str) -> list[Mount]:
@@ -94,29 +107,34 @@ def parse_mounts(text: str) -> list[Mount]:
     return out
 
 
+def _mounts_file() -> str | Path:
+    """:data:`MOUNTS_FILE` if it was set (tests point it at a fixture), else the real one."""
+    return globals().get("MOUNTS_FILE", _MOUNTS_FILE)  # type: ignore[no-any-return]
+
+
 def _read_mounts() -> list[Mount]:
-    return parse_mounts(MOUNTS_FILE.read_text(encoding="utf-8", errors="surrogateescape"))
+    with open(_mounts_file(), encoding="utf-8", errors="surrogateescape") as f:
+        return parse_mounts(f.read())
 
 
-def _pick_tracefs(mounts: list[Mount]) -> Path | None:
-    """Choose the tracefs directory from a mount table (pure; no file checks)."""
-    tracefs = [Path(m.mountpoint) for m in mounts if m.fstype == "tracefs"]
-    if _TRACEFS_DEFAULT in tracefs:
-        return _TRACEFS_DEFAULT
-    return tracefs[0] if tracefs else None
+def _pick(mounts: list[Mount], fstype: str, default: str) -> str | None:
+    """Choose the directory of ``fstype`` from a mount table (pure; no file checks)."""
+    found = [os.path.normpath(m.mountpoint) for m in mounts if m.fstype == fstype]
+    if default in found:
+        return default
+    return found[0] if found else None
 
 
-def _pick_debugfs(mounts: list[Mount]) -> Path | None:
-    debugfs = [Path(m.mountpoint) for m in mounts if m.fstype == "debugfs"]
-    if _DEBUGFS_DEFAULT in debugfs:
-        return _DEBUGFS_DEFAULT
-    return debugfs[0] if debugfs else None
+def _as_path(path: str | None) -> Path | None:
+    from pathlib import Path
+
+    return None if path is None else Path(path)
 
 
-_root_cache: list[Path] = []  # zero or one element: the last tracefs root found
+_root_cache: list[str] = []  # zero or one element: the last tracefs root found
 
 
-def _unreadable(root: Path) -> HookPermissionError:
+def _unreadable(root: str) -> HookPermissionError:
     """The error for a tracefs this process may not look into (not root)."""
     try:
         st = os.stat(root)
@@ -131,14 +149,14 @@ def _unreadable(root: Path) -> HookPermissionError:
     )
 
 
-def _has_events(root: Path) -> bool:
+def _has_events(root: str) -> bool:
     """Is ``root/available_events`` there? Raises the typed error when it may not be seen.
 
-    ``Path.exists()`` raises a bare ``PermissionError`` (Python 3.11) when a directory
-    on the way is not searchable, as tracefs (mode 0700) is for anyone but root.
+    ``stat`` fails with a bare ``PermissionError`` when a directory on the way is not
+    searchable, as tracefs (mode 0700) is for anyone but root.
     """
     try:
-        (root / "available_events").stat()
+        os.stat(os.path.join(root, "available_events"))
     except PermissionError:
         raise _unreadable(root) from None
     except OSError:
@@ -155,7 +173,7 @@ def mounted_tracefs() -> Path | None:
     >>> mounted_tracefs()  # doctest: +SKIP
     PosixPath('/sys/kernel/tracing')
     """
-    return _pick_tracefs(_read_mounts())
+    return _as_path(_pick(_read_mounts(), "tracefs", _TRACEFS_DEFAULT))
 
 
 def tracefs_root() -> Path:
@@ -176,22 +194,35 @@ def tracefs_root() -> Path:
         HookPermissionError: tracefs is mounted but this process may not look into it
             (mode 0700: root only); the message names the directory and the fix.
     """
+    from pathlib import Path
+
+    return Path(tracefs_dir())
+
+
+def tracefs_dir() -> str:
+    """:func:`tracefs_root` as a str: what the listings use (they need no pathlib).
+
+    >>> tracefs_dir()  # doctest: +SKIP
+    '/sys/kernel/tracing'
+
+    Minimum kernel and errors: those of :func:`tracefs_root`.
+    """
     if _root_cache and _has_events(_root_cache[0]):
         return _root_cache[0]
     _root_cache.clear()
     mounts = _read_mounts()
-    root = _pick_tracefs(mounts)
+    root = _pick(mounts, "tracefs", _TRACEFS_DEFAULT)
     if root is not None:
         _has_events(root)  # only to raise the typed error when it is not readable
     else:
-        debugfs = _pick_debugfs(mounts)
-        if debugfs is not None and _has_events(debugfs / "tracing"):
-            root = debugfs / "tracing"
+        debugfs = _pick(mounts, "debugfs", _DEBUGFS_DEFAULT)
+        if debugfs is not None and _has_events(os.path.join(debugfs, "tracing")):
+            root = os.path.join(debugfs, "tracing")
     if root is None:
         raise TracefsNotMountedError(
-            f"tracefs is not mounted: {MOUNTS_FILE} has no 'tracefs' entry and no debugfs "
-            f"mount with tracing/available_events; tracepoints, uprobes and kprobes need it; "
-            + _MOUNT_HELP,
+            f"tracefs is not mounted: {_mounts_file()} has no 'tracefs' entry and no "
+            "debugfs mount with tracing/available_events; tracepoints, uprobes and kprobes "
+            "need it; " + _MOUNT_HELP,
             missing="tracefs",
         )
     _root_cache.append(root)
@@ -204,10 +235,10 @@ def debugfs_root() -> Path | None:
     >>> debugfs_root()  # doctest: +SKIP
     PosixPath('/sys/kernel/debug')
     """
-    return _pick_debugfs(_read_mounts())
+    return _as_path(_pick(_read_mounts(), "debugfs", _DEBUGFS_DEFAULT))
 
 
-_MOUNT_TARGETS: tuple[tuple[str, Path], ...] = (
+_MOUNT_TARGETS: tuple[tuple[str, str], ...] = (
     ("tracefs", _TRACEFS_DEFAULT),
     ("debugfs", _DEBUGFS_DEFAULT),
 )
@@ -235,11 +266,11 @@ def mount_tracefs() -> list[str]:
     import subprocess  # here, not at the top: finding tracefs must import nothing heavy
 
     done: list[str] = []
-    mounted = {(m.fstype, Path(m.mountpoint)) for m in _read_mounts()}
+    mounted = {(m.fstype, os.path.normpath(m.mountpoint)) for m in _read_mounts()}
     for fstype, target in _MOUNT_TARGETS:
         if (fstype, target) in mounted:
             continue
-        argv = ["mount", "-t", fstype, fstype, str(target)]
+        argv = ["mount", "-t", fstype, fstype, target]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         except FileNotFoundError as err:

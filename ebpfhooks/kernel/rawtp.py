@@ -21,20 +21,36 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
 
-from ebpfhooks.kernel.btf import raw_tracepoint_names, read_string_section
+# not the ebpfhooks.kernel.btf package: its type parser and pathlib would cost
+# `ebpfhooks list` ~7 ms, and only the string sections are read here
+from ebpfhooks.kernel.btfstrings import raw_tracepoint_names, read_string_section
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time of `list`)
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    #: Where the kernel publishes BTF: ``vmlinux`` and one file per loaded module.
+    BTF_DIR: Path
 
 __all__ = ["BTF_DIR", "clear_cache", "homes", "raw_tracepoints"]
 
-#: Where the kernel publishes BTF: ``vmlinux`` and one file per loaded module.
-BTF_DIR = Path("/sys/kernel/btf")
+_BTF_DIR = "/sys/kernel/btf"
+
+
+def __getattr__(name: str) -> Path:
+    # BTF_DIR is a Path, made on first use: importing pathlib costs `list` ~5 ms
+    if name == "BTF_DIR":
+        from pathlib import Path
+
+        return Path(_BTF_DIR)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.lru_cache(maxsize=4)
-def _read(btf_dir: Path) -> tuple[tuple[str | None, str], ...] | None:
+def _read(btf_dir: str) -> tuple[tuple[str | None, str], ...] | None:
     try:
-        strings = read_string_section(btf_dir / "vmlinux")
+        strings = read_string_section(os.path.join(btf_dir, "vmlinux"))
     except OSError:
         return None
     out: list[tuple[str | None, str]] = [(None, name) for name in raw_tracepoint_names(strings)]
@@ -44,18 +60,18 @@ def _read(btf_dir: Path) -> tuple[tuple[str | None, str], ...] | None:
         modules = []
     for module in modules:
         try:
-            strings = read_string_section(btf_dir / module)
+            strings = read_string_section(os.path.join(btf_dir, module))
         except OSError:  # unloaded since the directory was read
             continue
         out.extend((module, name) for name in raw_tracepoint_names(strings))
     return tuple(out)
 
 
-def raw_tracepoints(reload: bool = False, btf_dir: Path = BTF_DIR
+def raw_tracepoints(reload: bool = False, btf_dir: Path | str = _BTF_DIR
                     ) -> list[tuple[str | None, str]] | None:
     """(module or ``None`` for vmlinux, name) of every raw tracepoint BPF can open.
 
-    >>> raw_tracepoints(btf_dir=Path("/nonexistent")) is None
+    >>> raw_tracepoints(btf_dir="/nonexistent") is None
     True
 
     ``None`` when the kernel publishes no BTF (CONFIG_DEBUG_INFO_BTF unset, or before
@@ -65,12 +81,12 @@ def raw_tracepoints(reload: bool = False, btf_dir: Path = BTF_DIR
     """
     if reload:
         clear_cache()
-    found = _read(Path(btf_dir))
+    found = _read(os.fspath(btf_dir))
     return None if found is None else list(found)
 
 
 @functools.lru_cache(maxsize=4)
-def _homes(btf_dir: Path) -> dict[str, tuple[str | None, ...]] | None:
+def _homes(btf_dir: str) -> dict[str, tuple[str | None, ...]] | None:
     found = _read(btf_dir)
     if found is None:
         return None
@@ -80,15 +96,15 @@ def _homes(btf_dir: Path) -> dict[str, tuple[str | None, ...]] | None:
     return {name: tuple(mods) for name, mods in index.items()}
 
 
-def homes(name: str, btf_dir: Path = BTF_DIR) -> tuple[str | None, ...] | None:
+def homes(name: str, btf_dir: Path | str = _BTF_DIR) -> tuple[str | None, ...] | None:
     """Where raw tracepoint ``name`` lives: modules (``None`` for vmlinux), maybe empty.
 
-    >>> homes("sched_switch", btf_dir=Path("/nonexistent")) is None
+    >>> homes("sched_switch", btf_dir="/nonexistent") is None
     True
 
     ``None`` when the kernel publishes no BTF; answered from an index built once.
     """
-    index = _homes(Path(btf_dir))
+    index = _homes(os.fspath(btf_dir))
     return None if index is None else index.get(name, ())
 
 

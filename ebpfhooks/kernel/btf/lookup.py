@@ -16,20 +16,11 @@ Minimum kernel: 5.5 (vmlinux BTF), 5.11 (module BTF).
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
-from ebpfhooks.errors import BtfFormatError
-from ebpfhooks.kernel.btf.parse import (
-    FUNC,
-    HEADER,
-    TYPEDEF,
-    Btf,
-    _checked_strings,
-    _header,
-    parse_btf,
-)
+from ebpfhooks.kernel.btf.parse import FUNC, TYPEDEF, Btf, parse_btf
+from ebpfhooks.kernel.btfstrings import read_string_section as read_string_section
 
 __all__ = ["BTF_DIR", "VMLINUX_BTF", "BtfId", "find_type_id", "lsm_hook_id", "module_btf",
            "module_names", "read_string_section", "tp_btf_id", "tracing_function_id",
@@ -37,30 +28,6 @@ __all__ = ["BTF_DIR", "VMLINUX_BTF", "BtfId", "find_type_id", "lsm_hook_id", "mo
 
 BTF_DIR = Path("/sys/kernel/btf")
 VMLINUX_BTF = BTF_DIR / "vmlinux"
-
-
-def read_string_section(path: Path) -> bytes:
-    """Read only the header and the string section of a BTF file.
-
-    >>> b"\\x00vfs_read\\x00" in read_string_section(VMLINUX_BTF)  # doctest: +SKIP
-    True
-
-    The kernel hands out sysfs files a page per ``read``; skipping the type section
-    halves the reads for vmlinux (2.3 of 5.5 MB on 6.18). A kernel module's BTF
-    (``/sys/kernel/btf/MODULE``, split BTF, 5.11+) holds only the strings the module
-    adds to vmlinux's. Raises :class:`OSError` if the file cannot be read and
-    :class:`BtfFormatError` if it is not BTF.
-    """
-    with open(path, "rb") as f:
-        head = f.read(HEADER)
-        size = os.fstat(f.fileno()).st_size
-        _, _, (start, end) = _header(head, size)
-        f.seek(start)
-        strings = f.read(end - start)
-    if len(strings) != end - start:
-        raise BtfFormatError(f"{path}: string section cut short ({len(strings)} of "
-                             f"{end - start} bytes)")
-    return _checked_strings(strings)
 
 
 @lru_cache(maxsize=4)

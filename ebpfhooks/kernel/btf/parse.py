@@ -19,17 +19,19 @@ No I/O here: :mod:`ebpfhooks.kernel.btf.lookup` reads the kernel's files.
 
 from __future__ import annotations
 
-import re
-import struct
 import sys
 from array import array
 
 from ebpfhooks.errors import BtfFormatError
 
-__all__ = ["KIND_NAMES", "Btf", "parse_btf", "raw_tracepoint_names", "string_section"]
+# the header and string section are read by a module of their own, outside this package,
+# so that `ebpfhooks list` can read raw tracepoint names without the type parser
+from ebpfhooks.kernel.btfstrings import HEADER as HEADER
+from ebpfhooks.kernel.btfstrings import MAGIC as MAGIC
+from ebpfhooks.kernel.btfstrings import _checked_strings, _header
+from ebpfhooks.kernel.btfstrings import raw_tracepoint_names as raw_tracepoint_names
 
-MAGIC = 0xEB9F
-HEADER = 24
+__all__ = ["KIND_NAMES", "Btf", "parse_btf", "raw_tracepoint_names", "string_section"]
 
 # kinds (BTF_KIND_*)
 INT, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF = 1, 2, 3, 4, 5, 6, 7, 8
@@ -404,65 +406,10 @@ def string_section(data: bytes) -> bytes:
     return _checked_strings(data[start:end])
 
 
-#: ``typedef void (*btf_trace_NAME)(void *, ...)``: one per raw tracepoint BPF can open.
-_TRACE_TYPEDEF = re.compile(rb"\x00btf_trace_([A-Za-z0-9_]+)(?=\x00)")
-
-
-def raw_tracepoint_names(strings: bytes) -> list[str]:
-    """The raw tracepoint names in a BTF string section (its ``btf_trace_NAME`` strings).
-
-    >>> raw_tracepoint_names(b"\\x00btf_trace_sched_switch\\x00int\\x00")
-    ['sched_switch']
-
-    The kernel declares ``btf_trace_NAME`` beside each entry of its ``__bpf_raw_tp_map``
-    section (``include/trace/bpf_probe.h``), the table ``BPF_RAW_TRACEPOINT_OPEN`` looks
-    names up in; a ``__traceiter_`` symbol without one cannot be opened (ENOENT).
-    """
-    return [m.decode() for m in _TRACE_TYPEDEF.findall(strings)]
-
-
 def _as_bytes(data: bytes) -> bytes:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BtfFormatError(f"BTF must be bytes, got {type(data).__name__}")
     return bytes(data)
-
-
-def _header(data: bytes, size: int) -> tuple[str, tuple[int, int], tuple[int, int]]:
-    """Byte order and the absolute [start, end) of the type and string sections.
-
-    ``data`` holds at least the 24-byte header of a BTF blob of ``size`` bytes.
-    """
-    if len(data) < HEADER or size < HEADER:
-        raise BtfFormatError(f"{min(len(data), size)} bytes, shorter than the "
-                             f"{HEADER}-byte header")
-    if struct.unpack_from("<H", data)[0] == MAGIC:
-        order = "<"
-    elif struct.unpack_from(">H", data)[0] == MAGIC:
-        order = ">"
-    else:
-        raise BtfFormatError(f"bad magic {data[:2].hex()} (expected 0xeB9F)")
-    _, version, _, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from(
-        order + "HBBIIIII", data)
-    if version != 1:
-        raise BtfFormatError(f"version {version} (only version 1 exists)")
-    if hdr_len < HEADER or hdr_len > size:
-        raise BtfFormatError(f"header length {hdr_len} (expected {HEADER}..{size})")
-    body = size - hdr_len
-    for what, off, length in (("type", type_off, type_len), ("string", str_off, str_len)):
-        if off + length > body:
-            raise BtfFormatError(f"{what} section [{off}, {off + length}) runs past the end "
-                                 f"of the data ({body} bytes after the header)")
-    if type_off % 4 or type_len % 4:
-        raise BtfFormatError(f"type section offset {type_off} / length {type_len} "
-                             "not a multiple of 4")
-    return (order, (hdr_len + type_off, hdr_len + type_off + type_len),
-            (hdr_len + str_off, hdr_len + str_off + str_len))
-
-
-def _checked_strings(strings: bytes) -> bytes:
-    if strings and strings[-1] != 0:
-        raise BtfFormatError("the string section does not end with a NUL byte")
-    return strings
 
 
 def _scan(words: array[int], first: int = 1) -> array[int]:
