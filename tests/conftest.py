@@ -12,6 +12,7 @@ import ctypes
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -22,6 +23,12 @@ from typing import Any
 import pytest
 
 HERE = Path(__file__).parent
+# A run started as a background job (`make test &`, nohup) inherits SIGINT ignored, and an
+# ignored signal stays ignored across exec: the tests that end a child with SIGINT (Ctrl-C)
+# would then wait on a child that never stops. A handler here is reset to the default in
+# every child at exec, so children see Ctrl-C as a user's process does.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TEST_ETHERTYPE = 0x88B5
 NR_GETPPID = 110  # x86_64
