@@ -194,6 +194,15 @@ def test_error_other_tools_kind() -> None:
     assert "    ^~~~\n" in msg
 
 
+@pytest.mark.parametrize("spec", ["fmod_ret/update_socket_protocol", "fmod_ret.s/f",
+                                  "lsm.s/file_open", "lsm_cgroup/socket_bind", "freplace/f"])
+def test_error_libbpf_sections_of_other_program_types(spec: str) -> None:
+    # libbpf's SEC() words for program types ebpfhooks does not attach: not a typo of
+    # fentry or lsm (bcc's tools/mptcpify.py is an fmod_ret program)
+    word = spec.partition("/")[0]
+    assert f"ebpfhooks does not attach '{word}' hooks" in _error(spec)
+
+
 def test_error_missing_part() -> None:
     assert _error("tracepoint:syscalls") == (
         "invalid hook spec: missing ':event' after the category\n"

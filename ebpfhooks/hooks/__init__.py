@@ -47,12 +47,16 @@ KINDS: tuple[type[Hook], ...] = (
 )
 
 #: Kinds other tools know that ebpfhooks does not attach (a clear refusal, not a typo).
+#: bpftrace's probe words and libbpf's SEC() prefixes (its ``section_defs`` table in
+#: libbpf.c: ``fmod_ret``, ``lsm.s``, ``freplace``... are BPF_MODIFY_RETURN, sleepable
+#: LSM and EXT programs, not spellings of fentry or lsm).
 OTHER_KINDS = frozenset({
     "watchpoint", "asyncwatchpoint", "begin", "end",
     "ksyscall", "kretsyscall", "kprobe.multi", "kretprobe.multi", "uprobe.multi",
     "uretprobe.multi", "uprobe.s", "uretprobe.s", "fentry.s", "fexit.s", "tc", "tcx",
     "cgroup", "iter", "struct_ops", "sk_skb", "sk_msg", "perf_event", "socket",
-    "flow_dissector", "netfilter",
+    "flow_dissector", "netfilter", "fmod_ret", "fmod_ret.s", "lsm.s", "lsm_cgroup",
+    "freplace",
 })
 
 
