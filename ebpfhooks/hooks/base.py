@@ -24,10 +24,12 @@ from ebpfhooks.names import Problem
 
 TYPE_CHECKING = False  # typing is not imported at run time (`ebpfhooks list` starts fast)
 if TYPE_CHECKING:
-    from typing import Any, ClassVar, NoReturn, Self
+    from typing import Any, ClassVar, NoReturn, Self, TypeVar
 
     from ebpfhooks.hooks.link import Link, Program
     from ebpfhooks.spec import Body, SpecText
+
+    H = TypeVar("H", bound="Hook")
 
 __all__ = ["FrozenError", "Hook", "Pattern", "Resolution", "Value"]
 
@@ -112,6 +114,39 @@ def optional_text(value: object, check: Callable[[str], Problem | None],
                   field: str) -> str | None:
     """``None``, or what :func:`text_field` accepts."""
     return None if value is None else text_field(value, check, field)
+
+
+def module_event_target(cls: type[H], body: Body, check: Callable[[str], Problem | None], *,
+                        expected: str, libbpf_module: str | None = None) -> H | Pattern:
+    """``[module ":"] event``, the target of the raw tracepoint family (``rawtracepoint``,
+    ``tp_btf``): ``cls(event, module=...)``, or a :class:`Pattern` when ``body`` is one.
+
+    ``expected`` is the hint for a third ``:`` part. In libbpf's spelling a ``:`` is a
+    :class:`SpecError` saying ``libbpf_module`` when given, else part of the event name
+    (which ``check`` then refuses).
+
+    >>> from ebpfhooks.hooks import parse
+    >>> parse("rawtracepoint:nf_tables:nft_trace").module  # doctest: +SKIP
+    'nf_tables'
+    """
+    from ebpfhooks.names import check_module
+
+    t = body.t
+    start = body.start
+    module = None
+    colon = body.rfind(":")
+    if colon != -1 and not (body.libbpf and libbpf_module is None):
+        if body.libbpf:
+            raise body.error(colon, colon + 1, str(libbpf_module),
+                             f"write {cls.kind}:MODULE:EVENT")
+        if body.find(":", start, colon) != -1:
+            raise body.error(colon, colon + 1, "too many ':' parts", expected)
+        module = t.name(start, colon, check_module)
+        start = colon + 1
+    event = t.name(start, body.end, check)
+    if body.pattern:
+        return Pattern(cls, module=module, event=event)
+    return cls(event, module=module)  # type: ignore[call-arg]  # (event, *, module) in this family
 
 
 def non_negative(value: object, field: str) -> int:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from ebpfhooks import caps
 from ebpfhooks.errors import EbpfHooksError, TracepointNotFoundError
-from ebpfhooks.hooks.base import Found, Hook, Pattern, Resolution, optional_text, text_field
+from ebpfhooks.hooks.base import (
+    Found,
+    Hook,
+    Pattern,
+    Resolution,
+    module_event_target,
+    optional_text,
+    text_field,
+)
 from ebpfhooks.names import Problem, check_module, check_trace_name
 
 TYPE_CHECKING = False  # typing is not imported at run time (`ebpfhooks list` starts fast)
@@ -94,20 +102,8 @@ class RawTracepoint(Hook):
     @classmethod
     def parse_target(cls, body: Body) -> Self | Pattern:
         """``[module ":"] event`` (libbpf's ``raw_tp/event`` takes no module)."""
-        t = body.t
-        start = body.start
-        module = None
-        colon = body.rfind(":")
-        if colon != -1 and not body.libbpf:
-            if body.find(":", start, colon) != -1:
-                raise body.error(colon, colon + 1, "too many ':' parts",
-                                 f"expected {cls.kind}:[module:]event")
-            module = t.name(start, colon, check_module)
-            start = colon + 1
-        event = t.name(start, body.end, _event)
-        if body.pattern:
-            return Pattern(cls, module=module, event=event)
-        return cls(event, module=module)
+        return module_event_target(cls, body, _event,
+                                   expected=f"expected {cls.kind}:[module:]event")
 
     @classmethod
     def bare_pattern(cls, t: SpecText) -> Pattern:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from ebpfhooks import caps
 from ebpfhooks.errors import EbpfHooksError, TracepointNotFoundError
 from ebpfhooks.hooks._btfprog import BtfResolution
-from ebpfhooks.hooks.base import Found, Hook, Pattern, optional_text, text_field
+from ebpfhooks.hooks.base import (
+    Found,
+    Hook,
+    Pattern,
+    module_event_target,
+    optional_text,
+    text_field,
+)
 from ebpfhooks.names import Problem, check_module, check_trace_name
 
 TYPE_CHECKING = False  # typing is not imported at run time (`ebpfhooks list` starts fast)
@@ -84,24 +91,9 @@ class TpBtf(Hook):
     def parse_target(cls, body: Body) -> Self | Pattern:
         """``[module ":"] event`` (libbpf's ``tp_btf/event`` takes no module: libbpf
         finds it in vmlinux or a module itself)."""
-        t = body.t
-        start = body.start
-        module = None
-        colon = body.rfind(":")
-        if colon != -1:
-            if body.libbpf:
-                raise body.error(colon, colon + 1, "libbpf's tp_btf/ form takes no module",
-                                 "write tp_btf:MODULE:EVENT")
-            if body.find(":", start, colon) != -1:
-                raise body.error(colon, colon + 1, "too many ':' parts",
-                                 "expected tp_btf:[module:]event (no category: "
-                                 "tp_btf:sched_switch)")
-            module = t.name(start, colon, check_module)
-            start = colon + 1
-        event = t.name(start, body.end, _event)
-        if body.pattern:
-            return Pattern(cls, module=module, event=event)
-        return cls(event, module=module)
+        return module_event_target(
+            cls, body, _event, libbpf_module="libbpf's tp_btf/ form takes no module",
+            expected="expected tp_btf:[module:]event (no category: tp_btf:sched_switch)")
 
     @classmethod
     def list_matching(cls, pattern: Pattern, found: Found) -> None:
