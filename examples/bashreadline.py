@@ -91,11 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{time.strftime('%H:%M:%S')} {ev.pid:>7} {ev.comm.decode(errors='replace'):<8} "
               f"{ev.line.decode(errors='replace')}", flush=True)
 
+    bpf["events"].open_perf_buffer(on_event)   # before any event can come
     try:
         with hook.attach(bpf, fn_name="on_readline_return") as link:
             print(f"attached {link.resolution}", flush=True)
             print(f"{'TIME':<8} {'PID':>7} {'COMM':<8} COMMAND", flush=True)
-            bpf["events"].open_perf_buffer(on_event)
             deadline = time.monotonic() + args.duration
             try:
                 while time.monotonic() < deadline:

@@ -123,12 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         seen += 1
         print(format_event(ctypes.cast(data, ctypes.POINTER(Event)).contents), flush=True)
 
+    bpf["events"].open_perf_buffer(on_event, page_cnt=64)   # before any event can come
     try:
         with hook.attach(bpf, fn_name="on_execve") as link:
             print(f"attached {link.hook} (stable: {link.hook.stable}): "
                   f"tracing exec for {args.duration:g} s", flush=True)
             print(f"{'PID':>7} {'COMM':<16} {'FILENAME':<24} ARGV", flush=True)
-            bpf["events"].open_perf_buffer(on_event, page_cnt=64)
             deadline = time.monotonic() + args.duration
             try:
                 while time.monotonic() < deadline:

@@ -91,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{ev.pid:>7} {ev.comm.decode(errors='replace'):<16} "
               f"{ev.filename.decode(errors='replace')}", flush=True)
 
+    bpf["events"].open_perf_buffer(on_event)   # before any event can come
     with attach(bpf) as link:
         print(f"attached {link.hook}: reporting opens for {args.duration:g} s", flush=True)
         print(f"{'PID':>7} {'COMM':<16} FILE", flush=True)
-        bpf["events"].open_perf_buffer(on_event)
         deadline = time.monotonic() + args.duration
         try:
             while time.monotonic() < deadline:
