@@ -38,14 +38,14 @@ BEFORE_PARSED, BEFORE_TOTAL = 329, 453
 #: and why refusing it is right (none is a spelling of a kind ebpfhooks has).
 KNOWN_REFUSED: dict[str, tuple[str, str]] = {
     "uprobe": (
-        "expected ':' after the kind 'uprobe'",
+        "'uprobe' names no user-space function",
         "libbpf's bare SEC(\"uprobe\"): the tool gives binary and offset at load time "
         "(bpf_program__attach_uprobe); a spec names them"),
     "uretprobe": (
-        "expected ':' after the kind 'uretprobe'",
+        "'uretprobe' names no user-space function",
         "libbpf's bare SEC(\"uretprobe\"), as SEC(\"uprobe\")"),
     "usdt": (
-        "expected ':' after the kind 'usdt'",
+        "'usdt' names no USDT probe",
         "libbpf's bare SEC(\"usdt\"): binary, provider and name come at load time "
         "(bpf_program__attach_usdt)"),
     "uretprobe/readline": (

@@ -212,7 +212,16 @@ def test_error_missing_part() -> None:
     )
     assert "missing target after 'kprobe:'" in _error("kprobe:")
     assert "missing ':SYMBOL' after the binary" in _error("uprobe:/bin/bash")
-    assert "expected ':' after the kind 'kprobe'" in _error("kprobe")
+    assert _error("kprobe") == (
+        "invalid hook spec: 'kprobe' names no kernel function\n"
+        "    kprobe\n"
+        "    ^~~~~~\n"
+        "write kprobe:FUNCTION, e.g. kprobe:do_sys_openat2 (libbpf's bare SEC(\"kprobe\") "
+        "leaves the target to the tool that attaches it; a spec names it)")
+    assert "expected ':' after the kind 'kprobe', got '-'" in _error("kprobe-x")
+    for kind in ebpfhooks.hooks.KINDS:  # every kind alone says what its target is
+        assert f"'{kind.kind}' names no {kind.target_noun}" in _error(kind.kind)
+        assert "TARGET" not in _error(kind.kind)
     assert "empty spec" in _error("")
     assert "'xdp' names no interface" in _error("xdp")
 
