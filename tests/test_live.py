@@ -9,6 +9,7 @@ clear NotSupportedError where it does not (this machine's kernel).
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import subprocess
 import sys
@@ -109,6 +110,41 @@ def test_netlink_xdp_detach_leaves_a_program_that_replaced_it(
             BPF.remove_xdp(a, 1 << 1)  # XDP_FLAGS_SKB_MODE: someone removes ours...
             BPF.attach_xdp(a, other.load_func("theirs", BPF.XDP), 1 << 1)  # ...puts theirs
         assert xdp_prog_on(a)  # theirs is still there
+    finally:
+        BPF.remove_xdp(a, 1 << 1)
+        other.cleanup()
+    assert not xdp_prog_on(a)
+
+
+@pytest.mark.parametrize("kernel_57", [True, False])
+def test_netlink_xdp_detach_is_one_step_on_57(
+    bpf: Any, veth: tuple[str, str], monkeypatch: pytest.MonkeyPatch, kernel_57: bool
+) -> None:
+    """Replaced between a check and the removal, theirs still stays: on 5.7+ the kernel
+    removes only our program (XDP_FLAGS_REPLACE + IFLA_XDP_EXPECTED_FD); before 5.7
+    (simulated: EINVAL) ebpfhooks checks, then removes."""
+    from bcc import BPF
+
+    from ebpfhooks._bcc import net
+    from ebpfhooks.bpfsys import netlink
+
+    a, _ = veth
+    monkeypatch.setenv("EBPFHOOKS_XDP_ATTACH", "netlink")
+    if kernel_57:  # the check is made before the replacement: only the kernel can tell
+        monkeypatch.setattr(net, "_still_ours", lambda interface, prog_id: True)
+    else:
+        monkeypatch.setattr(netlink, "xdp_remove_expected", lambda *a: errno.EINVAL)
+    other = BPF(text="int theirs(struct xdp_md *ctx) { return XDP_PASS; }")
+    theirs = other.load_func("theirs", BPF.XDP)
+    bpf.load_func("on_xdp", BPF.XDP)  # bcc keeps each loaded function's fd: load it first
+    fds = len(os.listdir("/proc/self/fd"))
+    try:
+        with Hook.from_spec(f"xdp:{a}:skb").attach(bpf, fn_name="on_xdp") as link:
+            assert link.via == "netlink"
+            BPF.remove_xdp(a, 1 << 1)
+            BPF.attach_xdp(a, theirs, 1 << 1)
+        assert xdp_prog_on(a)  # theirs
+        assert len(os.listdir("/proc/self/fd")) == fds  # our reference to the program closed
     finally:
         BPF.remove_xdp(a, 1 << 1)
         other.cleanup()

@@ -21,6 +21,7 @@ from ebpfhooks._bcc.core import (
     _load_func,
     load,
 )
+from ebpfhooks.bpfsys._attr import ENOTSUPP
 from ebpfhooks.errors import (
     AttachError,
     HookPermissionError,
@@ -136,9 +137,24 @@ def _attach_xdp_netlink(fn: Any, interface: str, mode_flags: int, what: str) -> 
                             _xdp_mode_hint(interface, mode_flags)) from err
 
     record = _netlink_record(fn, interface)
+    # our own reference to the program (it outlives bpf.cleanup()): the removal names it
+    expected = _dup_fd(fn) if record is not None else -1
 
     def detach() -> None:
+        if expected >= 0 and record is not None:
+            from ebpfhooks.bpfsys.netlink import xdp_remove_expected
+
+            code = xdp_remove_expected(record[0], expected, mode_flags)
+            # 0: removed; EEXIST: another program is there now (never remove theirs), or
+            # none; ENODEV/ENOENT: the interface is gone, and its program with it
+            if code in (0, _errno.EEXIST, _errno.ENODEV, _errno.ENOENT):
+                os.close(expected)
+                return
+            if code not in (_errno.EINVAL, _errno.EOPNOTSUPP, ENOTSUPP):
+                raise AttachError(f"detaching {what} failed: {os.strerror(code)}", errno=code)
+            # a kernel before 5.7 (no expected-fd removal): check, then remove, below
         if record is not None and not _still_ours(interface, record[1]):
+            _close(expected)
             return  # replaced by someone else's program since: never remove theirs
         try:
             bcc.BPF.remove_xdp(dev, mode_flags)
@@ -147,8 +163,22 @@ def _attach_xdp_netlink(fn: Any, interface: str, mode_flags: int, what: str) -> 
             if code not in (_errno.ENODEV, _errno.ENOENT):  # else the interface is gone
                 raise AttachError(f"detaching {what} failed: {err}",
                                   errno=code or None) from err
+        _close(expected)
 
     return Attachment(detach, via="netlink", record=record)
+
+
+def _dup_fd(fn: Any) -> int:
+    """A duplicate of the program fd of bcc's function ``fn`` (-1 if it has none)."""
+    try:
+        return os.dup(int(fn.fd))
+    except (OSError, TypeError, ValueError):
+        return -1
+
+
+def _close(fd: int) -> None:
+    if fd >= 0:
+        os.close(fd)
 
 
 def _still_ours(interface: str, prog_id: int) -> bool:
