@@ -192,17 +192,6 @@ class Body:
 # --------------------------------------------------------------------------- specs
 
 
-#: What follows ``KIND:`` (for the message about a kind word alone).
-_TARGET_SHAPE = {"xdp": "IFACE", "raw_socket": "IFACE", "uprobe": "BINARY:SYMBOL",
-                 "uretprobe": "BINARY:SYMBOL", "usdt": "BINARY:[PROVIDER:]NAME",
-                 "tracepoint": "CATEGORY:EVENT", "rawtracepoint": "EVENT", "tp_btf": "EVENT",
-                 "kprobe": "FUNCTION", "kretprobe": "FUNCTION", "fentry": "FUNCTION",
-                 "fexit": "FUNCTION", "lsm": "HOOK", "profile": "UNIT:N", "interval": "UNIT:N",
-                 "software": "EVENT[:N]", "hardware": "EVENT[:N]"}
-#: libbpf section names that may stand alone (the loading tool gives the target).
-_LIBBPF_BARE = frozenset({"kprobe", "kretprobe", "uprobe", "uretprobe", "usdt"})
-
-
 def parse_spec(text: str, kinds: Kinds) -> Hook:
     """Parse one spec into a hook of the kind it names.
 
@@ -229,10 +218,10 @@ def parse_spec(text: str, kinds: Kinds) -> Hook:
     kind = _kind(t, word, kinds)
     if sep_at >= len(text) or text[sep_at] not in ":/":
         if sep_at >= len(text):  # the kind word alone
-            shape = _TARGET_SHAPE.get(kind.kind)
+            shape = kind.target_shape
             fix = (f"write {kind.kind}:{shape}, " if shape else "") + \
                 f"e.g. {kind.kind}:{kind.example}"
-            if word in _LIBBPF_BARE:
+            if kind.libbpf_bare and word == kind.kind:
                 fix += (f" (libbpf's bare SEC(\"{word}\") leaves the target to the tool that "
                         "attaches it; a spec names it)")
             raise t.error(0, len(word), f"'{word}' names no {kind.target_noun}", fix)

@@ -57,6 +57,7 @@ class InterfaceHook(Hook):
 
     example = "eth0"
     target_noun = "interface"
+    target_shape = "IFACE"
 
     @classmethod
     def _refuse_libbpf(cls, body: Body) -> None:

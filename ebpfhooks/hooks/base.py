@@ -247,6 +247,11 @@ class Hook(Value):
     example: ClassVar[str] = ""
     #: What the target names ("kernel function", "interface"...), for messages.
     target_noun: ClassVar[str] = ""
+    #: The target's shape ("BINARY:SYMBOL"...), for the message about a kind word alone.
+    target_shape: ClassVar[str] = ""
+    #: Whether libbpf takes this kind's section name alone (``SEC("uprobe")``: the tool
+    #: that attaches it gives the target), for the same message.
+    libbpf_bare: ClassVar[bool] = False
     #: Whether a bare listing word (``ebpfhooks list '*execve*'``) searches this kind.
     bare: ClassVar[bool] = False
     #: Whether the target starts with a file path: a kind wildcard reaches this kind

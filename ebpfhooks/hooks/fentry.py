@@ -65,6 +65,7 @@ class TracingFunctionHook(Hook):
 
     example = "do_sys_openat2"
     target_noun = "kernel function"
+    target_shape = "FUNCTION"
     hooks = "kernel function (BTF)"
     stable = False
     overhead = "very low"

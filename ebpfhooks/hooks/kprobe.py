@@ -96,6 +96,8 @@ class KernelFunctionHook(Hook):
 
     example = "do_sys_openat2"
     target_noun = "kernel function"
+    target_shape = "FUNCTION"
+    libbpf_bare = True
     bare = True
     hooks = "kernel function"
     attach_via = "bcc attach_kprobe (the kprobe PMU, else tracefs kprobe_events)"

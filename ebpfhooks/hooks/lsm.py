@@ -55,6 +55,7 @@ class Lsm(Hook):
     bcc_prefix = "lsm"
     example = "file_open"
     target_noun = "LSM hook"
+    target_shape = "HOOK"
     hooks = "LSM security hook"
     fires = "at the kernel's security check; a negative return value denies the operation"
     attach_via = ("BPF_PROG_LOAD of bcc's compiled function (LSM, BPF_LSM_MAC, "

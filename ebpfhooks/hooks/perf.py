@@ -93,6 +93,7 @@ class PerfTimerHook(PerfEventHook):
 
     example = "hz:99"
     target_noun = "rate"
+    target_shape = "UNIT:N"
 
     def __init__(self, unit: str, value: int, *, pid: int | None = None,
                  cpu: int | None = None) -> None:
@@ -303,6 +304,7 @@ class PerfCounterHook(PerfEventHook):
     count: int | None
 
     target_noun = "event"
+    target_shape = "EVENT[:N]"
     events: ClassVar[dict[str, tuple[int, str, int]]] = {}
 
     def __init__(self, event: str, count: int | None = None, *, pid: int | None = None,

@@ -72,6 +72,7 @@ class RawTracepoint(Hook):
     libbpf = ("raw_tp",)
     example = "sched_switch"
     target_noun = "raw tracepoint"
+    target_shape = "EVENT"
     bare = True
     hooks = "kernel tracepoint (arguments not parsed)"
     fires = "when the kernel passes the tracepoint"

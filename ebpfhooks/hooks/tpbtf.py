@@ -60,6 +60,7 @@ class TpBtf(Hook):
     bcc_prefix = "tp_btf"
     example = "sched_process_exec"
     target_noun = "tracepoint"
+    target_shape = "EVENT"
     hooks = "kernel tracepoint (arguments typed by BTF)"
     fires = "when the kernel passes the tracepoint"
     attach_via = ("BPF_PROG_LOAD of bcc's compiled function (TRACING, BPF_TRACE_RAW_TP, "

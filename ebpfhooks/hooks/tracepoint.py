@@ -72,6 +72,7 @@ class Tracepoint(Hook):
     libbpf = ("tp",)
     example = "syscalls:sys_enter_openat"
     target_noun = "tracepoint"
+    target_shape = "CATEGORY:EVENT"
     bare = True
     hooks = "kernel tracepoint"
     fires = "when the kernel passes the tracepoint"

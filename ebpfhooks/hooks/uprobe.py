@@ -216,6 +216,8 @@ class UserProbeHook(Hook):
     options = ("pid",)
     example = "/bin/bash:readline"
     target_noun = "user-space function"
+    target_shape = "BINARY:SYMBOL"
+    libbpf_bare = True
     by_path = True
     hooks = "user-space function"
     attach_via = ("perf_event_open on the uprobe PMU + PERF_EVENT_IOC_SET_BPF, ebpfhooks' "

@@ -150,6 +150,8 @@ class Usdt(Hook):
     options = ("pid",)
     example = "/usr/bin/python3:python:function__entry"
     target_noun = "USDT probe"
+    target_shape = "BINARY:[PROVIDER:]NAME"
+    libbpf_bare = True
     by_path = True
     hooks = "user-space static tracepoint (USDT probe)"
     fires = "when a thread passes the probe in the application"
