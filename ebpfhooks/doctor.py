@@ -139,27 +139,25 @@ def kinds(facts: dict[str, Feature] | None = None) -> dict[str, Feature]:
     out: dict[str, Feature] = {}
     for cls in KINDS:
         kind = cls.kind
-        needs = ("privileges", "bcc", *((cls.feature,) if cls.feature else ()))
-        checks = [facts[n] for n in needs if n in facts]
+        checks = [facts[n] for n in ("privileges", "bcc", cls.feature) if n in facts]
+        # a feature that is not one of doctor's checks (BPF trampolines, the BPF LSM, a
+        # CPU PMU): the kind's own check decides, in one line
+        own = [cls.feature] if cls.feature and cls.feature not in facts else []
         bad = next((c for c in checks if c.status is _NO), None)
         unknown = next((c for c in checks if c.status is _UNKNOWN), None)
         if bad is not None:
-            seen = "(see above)" if bad.name in facts else f"({bad.reason})"
-            out[kind] = Feature(kind, _NO, f"needs {bad.name}, which is 'no' {seen}", bad.fix)
+            out[kind] = Feature(kind, _NO, f"needs {bad.name}, which is 'no' (see above)",
+                                bad.fix)
         elif unknown is not None:
             out[kind] = Feature(kind, _UNKNOWN,
                                 f"needs {unknown.name}, which could not be checked", unknown.fix)
         else:
-            out[kind] = Feature(kind, _YES, ", ".join(c.name for c in checks) + " ok")
-        if cls.feature and cls.feature not in facts and out[kind].status is not _NO:
-            # a feature that is not one of doctor's checks (BPF trampolines, the BPF LSM,
-            # a CPU PMU): the kind's own check decides, in one line
+            out[kind] = Feature(kind, _YES,
+                                ", ".join([*(c.name for c in checks), *own]) + " ok")
+        if own and out[kind].status is not _NO:
             itself = _kind_itself(cls)
             if itself is not None:  # (a Feature is falsy unless its status is yes)
                 out[kind] = itself
-            else:
-                out[kind] = Feature(kind, _YES, ", ".join([*(c.name for c in checks),
-                                                           cls.feature]) + " ok")
     instead = {
         "kprobe": "use a tracepoint instead: `ebpfhooks suggest WORD` names the stable one "
                   "(a syscall's entry: tracepoint:syscalls:sys_enter_*)",
